@@ -1,0 +1,242 @@
+"""Ledger state: named tables of small integer/bytes tuples, a journal for atomic block
+application and undo, and a deterministic state root.
+
+Tables (key -> value, both tuples of ints or bytes):
+    nonce    (sender,)          -> (last nonce,)
+    reading  (device, sensor)   -> (value, slot)
+    command  (target,)          -> (issuer, action, slot, *args)   latest command per device
+
+Transaction kinds are applied by the handlers in TX_HANDLERS; a later capability adds a
+kind by adding a handler (and, if it needs one, a table). The state root commits to
+every table: BLAKE2b-256 over the table roots, each table root a BLAKE2b-256 over its
+entries in key order, each entry in the one canonical encoding declared below.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from construct import ConstructError, GreedyBytes, Int8ub, Prefixed, PrefixedArray, Struct, Switch, VarInt, ZigZag, this
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from .crypto import blake2b256
+from .errors import DecodeError, InvalidTx
+from .genesis import Genesis
+from .wire import MAX_NONCE, Command, Reading, Tx, TxKind, tx_signing_bytes
+
+TABLES = ("nonce", "reading", "command")
+
+Key = tuple
+Value = tuple
+
+# One field of a key or value: tag 0 = integer (zigzag varint), tag 1 = bytes.
+_FIELD = Struct("tag" / Int8ub, "v" / Switch(this.tag, {0: ZigZag, 1: Prefixed(VarInt, GreedyBytes)}))
+_TUPLE = PrefixedArray(Int8ub, _FIELD)
+_ENTRY = Struct("key" / _TUPLE, "value" / _TUPLE)
+# A state diff: for each touched entry, its table and its value before and after (absent = deleted).
+_DIFF = PrefixedArray(
+    VarInt,
+    Struct(
+        "table" / Prefixed(Int8ub, GreedyBytes),
+        "key" / _TUPLE,
+        "has_old" / Int8ub, "old" / _TUPLE,
+        "has_new" / Int8ub, "new" / _TUPLE,
+    ),
+)
+
+
+def _fields(t: tuple) -> list:
+    return [{"tag": 1, "v": bytes(f)} if isinstance(f, (bytes, bytearray)) else {"tag": 0, "v": int(f)} for f in t]
+
+
+def _unfields(fields) -> tuple:
+    return tuple(bytes(f.v) if f.tag == 1 else f.v for f in fields)
+
+
+def encode_tuple(t: tuple) -> bytes:
+    return _TUPLE.build(_fields(t))
+
+
+def decode_tuple(raw: bytes) -> tuple:
+    try:
+        return _unfields(_TUPLE.parse(raw))
+    except (ConstructError, ValueError) as exc:
+        raise DecodeError(f"malformed state tuple: {exc}") from None
+
+
+def encode_entry(key: tuple, value: tuple) -> bytes:
+    return _ENTRY.build({"key": _fields(key), "value": _fields(value)})
+
+
+class StateDiff:
+    """What one block changed: {(table, key): (old or None, new or None)}."""
+
+    def __init__(self, changes: dict[tuple[str, tuple], tuple[tuple | None, tuple | None]]):
+        self.changes = changes
+
+    def encode(self) -> bytes:
+        return _DIFF.build(
+            [
+                {
+                    "table": table.encode(), "key": _fields(key),
+                    "has_old": old is not None, "old": _fields(old or ()),
+                    "has_new": new is not None, "new": _fields(new or ()),
+                }
+                for (table, key), (old, new) in self.changes.items()
+            ]
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "StateDiff":
+        try:
+            items = _DIFF.parse(raw)
+        except (ConstructError, ValueError) as exc:
+            raise DecodeError(f"malformed state diff: {exc}") from None
+        return cls(
+            {
+                (bytes(i.table).decode(), _unfields(i.key)): (
+                    _unfields(i.old) if i.has_old else None,
+                    _unfields(i.new) if i.has_new else None,
+                )
+                for i in items
+            }
+        )
+
+
+# A handler validates a tx of its kind and applies it. It must raise InvalidTx before its
+# first write, so that a refused tx leaves the state untouched.
+TxHandler = Callable[["LedgerState", Tx, int], None]
+
+
+class LedgerState:
+    """The replicated state of one cluster chain, in memory. Pure: no IO, no clock."""
+
+    def __init__(self, genesis: Genesis):
+        self.genesis = genesis
+        self.tables: dict[str, dict[Key, Value]] = {name: {} for name in TABLES}
+        self._journal: dict[tuple[str, Key], Value | None] | None = None
+        self._dirty: dict[str, set[Key]] = {name: set() for name in TABLES}
+        self._encoded: dict[str, dict[Key, bytes]] = {name: {} for name in TABLES}
+        self._table_roots: dict[str, bytes] = {}
+        self._verify_keys = {m.index: VerifyKey(m.public_key) for m in genesis.members}
+
+    # --- tables ---------------------------------------------------------------------
+
+    def get(self, table: str, key: Key, default: Value | None = None) -> Value | None:
+        return self.tables[table].get(key, default)
+
+    def set(self, table: str, key: Key, value: Value | None) -> None:
+        """Write (or delete, with None) one entry; journaled while a block is open."""
+        rows = self.tables[table]
+        if self._journal is not None and (table, key) not in self._journal:
+            self._journal[(table, key)] = rows.get(key)
+        if value is None:
+            rows.pop(key, None)
+        else:
+            rows[key] = value
+        self._dirty[table].add(key)
+
+    def load(self, table: str, key: Key, value: Value) -> None:
+        """Fill a table from the store when reopening (not journaled)."""
+        self.tables[table][key] = value
+        self._dirty[table].add(key)
+
+    # --- atomic application -----------------------------------------------------------
+
+    def begin(self) -> None:
+        if self._journal is not None:
+            raise RuntimeError("a state transaction is already open")
+        self._journal = {}
+
+    def commit(self) -> StateDiff:
+        journal, self._journal = self._journal or {}, None
+        return StateDiff(
+            {(t, k): (old, self.tables[t].get(k)) for (t, k), old in journal.items() if old != self.tables[t].get(k)}
+        )
+
+    def rollback(self) -> None:
+        journal, self._journal = self._journal or {}, None
+        self._restore((t, k, old) for (t, k), old in journal.items())
+
+    def undo(self, diff: StateDiff) -> None:
+        """Revert a committed block's changes (fork choice, truncation)."""
+        self._restore((t, k, old) for (t, k), (old, _new) in diff.changes.items())
+
+    def redo(self, diff: StateDiff) -> None:
+        self._restore((t, k, new) for (t, k), (_old, new) in diff.changes.items())
+
+    def _restore(self, entries: Iterable[tuple[str, Key, Value | None]]) -> None:
+        for table, key, value in entries:
+            if value is None:
+                self.tables[table].pop(key, None)
+            else:
+                self.tables[table][key] = value
+            self._dirty[table].add(key)
+
+    # --- transactions -----------------------------------------------------------------
+
+    def check_signature(self, tx: Tx) -> None:
+        verify_key = self._verify_keys.get(tx.sender)
+        if verify_key is None:
+            raise InvalidTx(f"sender {tx.sender} is not a member of this cluster")
+        try:
+            verify_key.verify(tx_signing_bytes(self.genesis.chain_id, tx.signed_part), tx.signature)
+        except BadSignatureError:
+            raise InvalidTx(f"bad signature on tx from sender {tx.sender} nonce {tx.nonce}") from None
+
+    def apply_tx(self, tx: Tx, slot: int, *, verified: bool = False) -> None:
+        """Validate a decoded tx against this state and apply it; raises InvalidTx and then
+        changes nothing (every check comes before the first write)."""
+        if not verified:
+            self.check_signature(tx)
+        last = self.tables["nonce"].get((tx.sender,), (0,))[0]
+        if tx.nonce <= last:
+            raise InvalidTx(f"replayed nonce {tx.nonce} from sender {tx.sender} (last {last})")
+        handler = TX_HANDLERS.get(tx.kind)
+        if handler is None:
+            raise InvalidTx(f"tx kind {tx.kind} is not applicable")
+        handler(self, tx, slot)
+        self.set("nonce", (tx.sender,), (min(tx.nonce, MAX_NONCE),))
+
+    def next_nonce(self, sender: int) -> int:
+        return self.tables["nonce"].get((sender,), (0,))[0] + 1
+
+    # --- state root -------------------------------------------------------------------
+
+    def state_root(self) -> bytes:
+        roots = []
+        for table in sorted(self.tables):
+            rows, encoded, dirty = self.tables[table], self._encoded[table], self._dirty[table]
+            if dirty or table not in self._table_roots:
+                for key in dirty:
+                    if key in rows:
+                        encoded[key] = encode_entry(key, rows[key])
+                    else:
+                        encoded.pop(key, None)
+                dirty.clear()
+                self._table_roots[table] = blake2b256(b"".join(encoded[k] for k in sorted(encoded)))
+            roots.append(table.encode() + self._table_roots[table])
+        return blake2b256(b"".join(roots))
+
+
+def _apply_reading(state: LedgerState, tx: Tx, slot: int) -> None:
+    body: Reading = tx.body
+    state.set("reading", (tx.sender, body.sensor), (body.value, slot))
+
+
+def _apply_command(state: LedgerState, tx: Tx, slot: int) -> None:
+    body: Command = tx.body
+    if state.genesis.member(body.target) is None:
+        raise InvalidTx(f"command target {body.target} is not a member of this cluster")
+    state.set("command", (body.target,), (tx.sender, body.action, slot, *body.args))
+
+
+def _apply_data(state: LedgerState, tx: Tx, slot: int) -> None:
+    """Opaque data changes no table: it lives in the block; only the nonce moves."""
+
+
+TX_HANDLERS: dict[int, TxHandler] = {
+    TxKind.READING: _apply_reading,
+    TxKind.COMMAND: _apply_command,
+    TxKind.DATA: _apply_data,
+}

@@ -1,0 +1,268 @@
+"""Meshtastic-style managed flooding, pure: dedupe, hop limit, SNR-weighted relay delay, cancellation.
+
+Follows the firmware's FloodingRouter / RadioInterface (src/mesh/FloodingRouter.cpp,
+RadioInterface.cpp):
+
+- A packet is known by (origin, packet_id); the first copy is delivered, later ones are
+  duplicates. The node's own packets are marked seen when it originates them.
+- A first copy with hop_limit > 0 is relayed with hop_limit - 1 after a contention delay
+  weighted by the SNR it arrived with: CWsize = map(SNR, -20..10 dB -> 3..8) and a CLIENT
+  waits 2·CWmax slots plus random(0, 2^CWsize) slots, so the farthest (lowest SNR) node
+  tends to relay first. A ROUTER waits random(0, 2·CWsize) slots and never cancels.
+- Managed flooding: a CLIENT that hears a duplicate while its relay is still waiting
+  cancels it, someone else already covered the area.
+- A duplicate with more hops left than any copy seen before replaces the waiting relay
+  (or schedules a new one), as the firmware's hop-limit upgrade does.
+- When the relay's time comes and the channel is busy, it is delayed again afresh
+  (RadioLibInterface's listen-before-talk).
+
+Deliberate differences: the SNR is clamped to -20..10 dB before the map (a real SX126x
+rarely reports more than ~+10 dB, a simulated link can, and the unclamped map would give
+minutes of delay); an upgraded duplicate is relayed but not delivered a second time.
+
+Slot time is the firmware's: 2.5 CAD symbols + 7.6 ms (propagation, turnaround, MAC),
+truncated to whole milliseconds like the firmware's integer arithmetic.
+
+`MeshPacket.to_bytes` lays the packet out like Meshtastic's 16-byte radio header
+(to = broadcast, from, id, flags with the hop limit in bits 0-2, channel, next_hop,
+relay_node) followed by the payload, so airtime on the simulated medium is realistic.
+"""
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import NamedTuple
+
+from construct import BitsInteger, BitStruct, Const, ConstructError, GreedyBytes, Int32ul, Struct
+
+from blockiot.radio.airtime import MAX_LORA_PAYLOAD, MESHTASTIC_HEADER_LEN, LoRaParams
+
+BROADCAST = 0xFFFFFFFF
+MAX_PAYLOAD = MAX_LORA_PAYLOAD - MESHTASTIC_HEADER_LEN
+HOP_MAX = 7  # three bits on air
+CW_MIN = 3
+CW_MAX = 8
+SNR_MIN_DB = -20
+SNR_MAX_DB = 10
+NUM_SYM_CAD = 2
+SLOT_OVERHEAD_MS = 0.2 + 0.4 + 7.0  # propagation + Tx/Rx turnaround + MAC processing
+# Firmware PACKETHISTORY_MAX: 2 x MAX_NUM_NODES (250 on ESP32).
+DEFAULT_SEEN_CAPACITY = 500
+
+_PACKET = Struct(
+    "to" / Const(BROADCAST, Int32ul),
+    "origin" / Int32ul,
+    "packet_id" / Int32ul,
+    "flags" / BitStruct("reserved" / Const(0, BitsInteger(5)), "hop_limit" / BitsInteger(3)),
+    "channel_next_hop_relay" / Const(b"\x00\x00\x00"),
+    "payload" / GreedyBytes,
+)
+
+
+class FloodingError(Exception):
+    """Base of the flooding errors."""
+
+    user_facing = True
+
+
+class MeshPacketError(FloodingError):
+    """A mesh packet that is malformed, or fields out of range."""
+
+
+@dataclass(frozen=True, slots=True)
+class MeshPacket:
+    """A broadcast mesh packet: who made it, its id, hops left, and the payload."""
+
+    origin: int
+    packet_id: int
+    hop_limit: int
+    payload: bytes
+
+    def __post_init__(self) -> None:
+        if not 0 < self.origin < BROADCAST:
+            raise MeshPacketError(f"origin must be a node number in 1..{BROADCAST - 1:#x}, got {self.origin}")
+        if not 0 <= self.packet_id <= 0xFFFFFFFF:
+            raise MeshPacketError(f"packet_id must fit 32 bits, got {self.packet_id}")
+        if not 0 <= self.hop_limit <= HOP_MAX:
+            raise MeshPacketError(f"hop_limit must be within 0..{HOP_MAX}, got {self.hop_limit}")
+        if not isinstance(self.payload, bytes):
+            raise MeshPacketError("payload must be bytes")
+        if len(self.payload) > MAX_PAYLOAD:
+            raise MeshPacketError(f"payload of {len(self.payload)} B exceeds {MAX_PAYLOAD} B")
+
+    def to_bytes(self) -> bytes:
+        """The packet as it goes on air: 16-byte header then payload."""
+        return _PACKET.build(
+            {
+                "origin": self.origin,
+                "packet_id": self.packet_id,
+                "flags": {"hop_limit": self.hop_limit},
+                "payload": self.payload,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> MeshPacket:
+        """Parse an on-air packet; raises MeshPacketError on anything malformed."""
+        try:
+            parsed = _PACKET.parse(data)
+        except ConstructError as exc:
+            raise MeshPacketError(f"malformed mesh packet: {exc}") from exc
+        return cls(parsed.origin, parsed.packet_id, parsed.flags.hop_limit, bytes(parsed.payload))
+
+
+class Role(Enum):
+    """Device roles that change relaying (Meshtastic Config.DeviceConfig.Role)."""
+
+    CLIENT = "client"  # relays late, cancels when another node relays first
+    CLIENT_MUTE = "client_mute"  # never relays
+    ROUTER = "router"  # relays early, never cancels
+
+
+class RxVerdict(NamedTuple):
+    """What to do with a received packet: hand it up (`deliver`), and when a relay is scheduled."""
+
+    deliver: bool
+    rebroadcast_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class FloodStats:
+    """Counters of one router."""
+
+    delivered: int = 0
+    duplicates: int = 0
+    relayed: int = 0
+    cancelled: int = 0
+
+
+def slot_time(params: LoRaParams) -> float:
+    """The contention slot in seconds: CAD duration plus propagation, turnaround and MAC time."""
+    symbol_ms = (1 << params.sf) / (params.bw_hz / 1000.0)
+    return int(max(2.25, NUM_SYM_CAD + 0.5) * symbol_ms + SLOT_OVERHEAD_MS) / 1000.0
+
+
+def cw_size(snr: float) -> int:
+    """Contention window exponent for an SNR: 3 at -20 dB up to 8 at +10 dB (integer map, as the firmware)."""
+    clamped = int(min(max(snr, SNR_MIN_DB), SNR_MAX_DB))
+    return (clamped - SNR_MIN_DB) * (CW_MAX - CW_MIN) // (SNR_MAX_DB - SNR_MIN_DB) + CW_MIN
+
+
+def relay_delay(snr: float, role: Role, slot: float, rng: random.Random) -> float:
+    """Seconds to wait before relaying a packet heard at `snr` (firmware getTxDelayMsecWeighted)."""
+    cw = cw_size(snr)
+    if role is Role.ROUTER:
+        return rng.randrange(2 * cw) * slot
+    return (2 * CW_MAX + rng.randrange(1 << cw)) * slot
+
+
+class _Pending:
+    __slots__ = ("at", "seq", "packet", "snr")
+
+    def __init__(self, at: float, seq: int, packet: MeshPacket, snr: float) -> None:
+        self.at = at
+        self.seq = seq
+        self.packet = packet
+        self.snr = snr
+
+
+class FloodRouter:
+    """The flooding logic of one node. Time comes in as `now`; relays come out of `pop_due`."""
+
+    def __init__(
+        self,
+        node_id: int,
+        *,
+        params: LoRaParams,
+        rng: random.Random,
+        hop_limit: int = 3,
+        role: Role = Role.CLIENT,
+        seen_capacity: int = DEFAULT_SEEN_CAPACITY,
+    ) -> None:
+        if not 0 < node_id < BROADCAST:
+            raise FloodingError(f"node_id must be in 1..{BROADCAST - 1:#x}, got {node_id}")
+        if not 0 <= hop_limit <= HOP_MAX:
+            raise FloodingError(f"hop_limit must be within 0..{HOP_MAX}, got {hop_limit}")
+        if seen_capacity < 1:
+            raise FloodingError(f"seen_capacity must be >= 1, got {seen_capacity}")
+        self.node_id = node_id
+        self.hop_limit = hop_limit
+        self.role = role
+        self.slot = slot_time(params)
+        self._rng = rng
+        self._seen_capacity = seen_capacity
+        self._seen: OrderedDict[tuple[int, int], int] = OrderedDict()  # key -> highest hop_limit heard
+        self._pending: dict[tuple[int, int], _Pending] = {}
+        self._seq = 0
+        self._delivered = self._duplicates = self._relayed = self._cancelled = 0
+
+    def originate(self, packet_id: int, payload: bytes) -> MeshPacket:
+        """A new packet of ours, to transmit now; its echoes will be ignored."""
+        packet = MeshPacket(self.node_id, packet_id, self.hop_limit, payload)
+        self._remember((self.node_id, packet_id), self.hop_limit)
+        return packet
+
+    def on_receive(
+        self, packet_id: int, origin: int, hop_limit: int, payload: bytes, snr: float, now: float
+    ) -> RxVerdict:
+        """Handle a packet heard on air at `snr` dB."""
+        packet = MeshPacket(origin, packet_id, hop_limit, payload)
+        key = (origin, packet_id)
+        highest = self._seen.get(key)
+        if highest is None:
+            self._remember(key, hop_limit)
+            if origin == self.node_id:  # our own packet from before a restart: never relay it
+                return RxVerdict(False, None)
+            self._delivered += 1
+            return RxVerdict(True, self._schedule(packet, snr, now))
+        self._duplicates += 1
+        if hop_limit > highest and origin != self.node_id:
+            self._seen[key] = hop_limit
+            self._pending.pop(key, None)
+            return RxVerdict(False, self._schedule(packet, snr, now))
+        if self.role is Role.CLIENT and self._pending.pop(key, None) is not None:
+            self._cancelled += 1
+        return RxVerdict(False, None)
+
+    def _remember(self, key: tuple[int, int], hop_limit: int) -> None:
+        self._seen[key] = hop_limit
+        if len(self._seen) > self._seen_capacity:
+            self._seen.popitem(last=False)
+
+    def _schedule(self, packet: MeshPacket, snr: float, now: float) -> float | None:
+        if packet.hop_limit == 0 or packet.packet_id == 0 or self.role is Role.CLIENT_MUTE:
+            return None
+        at = now + relay_delay(snr, self.role, self.slot, self._rng)
+        self._seq += 1
+        key = (packet.origin, packet.packet_id)
+        self._pending[key] = _Pending(at, self._seq, replace(packet, hop_limit=packet.hop_limit - 1), snr)
+        return at
+
+    def pop_due(self, now: float, *, channel_busy: bool = False) -> MeshPacket | None:
+        """The earliest relay whose time has come, to transmit now, or None.
+
+        With `channel_busy` (channel activity detected, or this radio still transmitting)
+        every due relay gets a fresh weighted delay instead, as the firmware does.
+        """
+        due = [p for p in self._pending.values() if p.at <= now]
+        if not due:
+            return None
+        if channel_busy:
+            for pending in due:
+                pending.at = now + relay_delay(pending.snr, self.role, self.slot, self._rng)
+            return None
+        first = min(due, key=lambda p: (p.at, p.seq))
+        del self._pending[(first.packet.origin, first.packet.packet_id)]
+        self._relayed += 1
+        return first.packet
+
+    def next_deadline(self) -> float | None:
+        """When the earliest waiting relay is due, or None."""
+        return min((p.at for p in self._pending.values()), default=None)
+
+    @property
+    def stats(self) -> FloodStats:
+        """A snapshot of the router's counters."""
+        return FloodStats(self._delivered, self._duplicates, self._relayed, self._cancelled)
