@@ -18,7 +18,6 @@ SUBCOMMAND_MODULES = [
     "genesis",
     "verify",
     "bench",
-    "radios",
 ]
 
 
