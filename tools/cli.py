@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = [
     "genesis",
     "verify",
     "bench",
+    "airtime",
 ]
 
 
