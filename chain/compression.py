@@ -77,7 +77,12 @@ class Codec:
         content = bytes(c.payload)
         if c.flags & FLAG_ZSTD:
             try:
-                content = self._decompressor.decompress(content, max_output_size=max_output)
+                # zstandard sizes its output buffer from the size a frame declares and then
+                # ignores max_output_size: a 19-byte frame declaring 2^50 B is a MemoryError.
+                declared = zstandard.get_frame_parameters(content).content_size
+                if declared != zstandard.CONTENTSIZE_UNKNOWN and declared > max_output:
+                    raise DecodeError(f"frame declares {declared} B of content, over the {max_output} B bound")
+                content = self._decompressor.decompress(content, max_output_size=max_output, allow_extra_data=False)
             except zstandard.ZstdError as exc:
                 raise DecodeError(f"cannot decompress frame (corrupt, or over {max_output} B): {exc}") from None
         if len(content) > max_output:

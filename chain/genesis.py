@@ -32,7 +32,7 @@ GENESIS_MAGIC = b"BIoTg"
 GENESIS_VERSION = 1
 ROLES = ("member", "validator")
 REGIONS = ("EU868", "US915", "AU915", "AS923", "IN865", "KR920", "CN470", "ANZ")
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,32}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,32}\Z")  # \Z: `$` would also accept a trailing newline
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,8 @@ def _check(g: Genesis) -> None:
         raise GenesisError(f"epoch_slots must be 1..100000, got {p.epoch_slots}")
     if p.region not in REGIONS:
         raise GenesisError(f"region {p.region!r} is not one of {', '.join(REGIONS)}")
+    if not _NAME_RE.match(p.preset):
+        raise GenesisError(f"preset {p.preset!r} must be 1-32 letters, digits or _.:- (e.g. LongFast)")
     if not 0 <= g.genesis_time < 2**40:
         raise GenesisError("genesis_time must be a Unix time in seconds")
     if not g.members:

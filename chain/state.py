@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from construct import ConstructError, GreedyBytes, Int8ub, Prefixed, PrefixedArray, Struct, Switch, VarInt, ZigZag, this
+from construct import (
+    ConstructError, Error, GreedyBytes, Int8ub, Prefixed, PrefixedArray, Struct, Switch, VarInt, ZigZag, this,
+)
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
@@ -30,7 +32,7 @@ Key = tuple
 Value = tuple
 
 # One field of a key or value: tag 0 = integer (zigzag varint), tag 1 = bytes.
-_FIELD = Struct("tag" / Int8ub, "v" / Switch(this.tag, {0: ZigZag, 1: Prefixed(VarInt, GreedyBytes)}))
+_FIELD = Struct("tag" / Int8ub, "v" / Switch(this.tag, {0: ZigZag, 1: Prefixed(VarInt, GreedyBytes)}, default=Error))
 _TUPLE = PrefixedArray(Int8ub, _FIELD)
 _ENTRY = Struct("key" / _TUPLE, "value" / _TUPLE)
 # A state diff: for each touched entry, its table and its value before and after (absent = deleted).
@@ -59,9 +61,12 @@ def encode_tuple(t: tuple) -> bytes:
 
 def decode_tuple(raw: bytes) -> tuple:
     try:
-        return _unfields(_TUPLE.parse(raw))
+        t = _unfields(_TUPLE.parse(raw))
     except (ConstructError, ValueError) as exc:
         raise DecodeError(f"malformed state tuple: {exc}") from None
+    if encode_tuple(t) != bytes(raw):
+        raise DecodeError("state tuple is not in canonical encoding")
+    return t
 
 
 def encode_entry(key: tuple, value: tuple) -> bytes:
@@ -90,17 +95,23 @@ class StateDiff:
     def decode(cls, raw: bytes) -> "StateDiff":
         try:
             items = _DIFF.parse(raw)
-        except (ConstructError, ValueError) as exc:
+            diff = cls(
+                {
+                    (bytes(i.table).decode(), _unfields(i.key)): (
+                        _unfields(i.old) if i.has_old else None,
+                        _unfields(i.new) if i.has_new else None,
+                    )
+                    for i in items
+                }
+            )
+        except (ConstructError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
             raise DecodeError(f"malformed state diff: {exc}") from None
-        return cls(
-            {
-                (bytes(i.table).decode(), _unfields(i.key)): (
-                    _unfields(i.old) if i.has_old else None,
-                    _unfields(i.new) if i.has_new else None,
-                )
-                for i in items
-            }
-        )
+        unknown = {table for table, _key in diff.changes} - set(TABLES)
+        if unknown:
+            raise DecodeError(f"state diff names unknown tables {sorted(unknown)}")
+        if diff.encode() != bytes(raw):  # trailing bytes, flags other than 0/1, repeated entries
+            raise DecodeError("state diff is not in canonical encoding")
+        return diff
 
 
 # A handler validates a tx of its kind and applies it. It must raise InvalidTx before its

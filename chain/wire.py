@@ -291,7 +291,10 @@ def encode_unsigned(kind: int, sender: int, nonce: int, body: Body) -> bytes:
         fields["args"] = list(body.args)
     value = dict(kindver=(TX_FORMAT_VERSION << 5) | kind, sender=sender, nonce=nonce, body=fields,
                  signature=bytes(SIGNATURE_LEN))
-    return _build("tx", entry[1], value)[:-SIGNATURE_LEN]
+    unsigned = _build("tx", entry[1], value)[:-SIGNATURE_LEN]
+    if len(unsigned) + SIGNATURE_LEN > MAX_TX_BYTES:  # decode_tx would refuse it
+        raise DecodeError(f"transaction of {len(unsigned) + SIGNATURE_LEN} B exceeds {MAX_TX_BYTES} B")
+    return unsigned
 
 
 def tx_signing_bytes(chain_id: bytes, unsigned: bytes) -> bytes:
@@ -300,8 +303,8 @@ def tx_signing_bytes(chain_id: bytes, unsigned: bytes) -> bytes:
 
 def sign_tx(identity, chain_id: bytes, sender: int, nonce: int, body: Body) -> Tx:
     """Build and sign a transaction; the kind follows from the body's type."""
-    kind = next(k for k, (_, cls) in TX_BODIES.items() if isinstance(body, cls))
-    unsigned = encode_unsigned(kind, sender, nonce, body)
+    kind = next((k for k, (_, cls) in TX_BODIES.items() if isinstance(body, cls)), None)
+    unsigned = encode_unsigned(kind, sender, nonce, body)  # refuses a body of no known kind
     signature = identity.sign(tx_signing_bytes(chain_id, unsigned))
     return Tx(kind, sender, nonce, body, signature, unsigned + signature)
 
@@ -327,7 +330,8 @@ def decode_tx(raw: bytes) -> Tx:
         raise DecodeError(f"unknown tx kind {kind}")
     struct, compiled, cls, what = entry
     c = _decode(what, struct, raw, compiled)
-    if len(c.signature) != SIGNATURE_LEN:
+    if len(c.signature) != SIGNATURE_LEN:  # compiled Bytes/Prefixed read short without complaint
+        _decode(what, struct, raw)  # the plain declaration names the field that ran short
         raise DecodeError(f"malformed {what}: truncated signature")
     values = c.body
     if cls is Command:
@@ -418,6 +422,11 @@ def decode_block(raw: bytes) -> Block:
     if len(c.txs) > MAX_BLOCK_TXS:
         raise DecodeError(f"block has {len(c.txs)} txs, more than {MAX_BLOCK_TXS}")
     txs = tuple(bytes(t) for t in c.txs)
+    for i, raw_tx in enumerate(txs):
+        try:
+            decode_tx(raw_tx)
+        except DecodeError as exc:
+            raise DecodeError(f"block tx {i}: {exc}") from None
     block = Block(_header_from(c.header), txs, bytes(raw))
     if encode_block(block.header, txs) != block.raw:
         raise DecodeError("block is not in canonical encoding")

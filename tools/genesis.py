@@ -5,6 +5,7 @@ from pathlib import Path
 
 from blockiot.chain.genesis import load_genesis_toml
 from blockiot.chain.store import ChainStore
+from blockiot.tools.cli import UserError
 
 
 def register(subparsers) -> None:
@@ -27,7 +28,10 @@ def run(args) -> int:
     print(f"members   {len(genesis.members)} ({len(genesis.validators)} validators)")
     print(f"genesis   {len(genesis.encoded)} B encoded")
     if args.out:
-        args.out.write_bytes(genesis.encoded)
+        try:
+            args.out.write_bytes(genesis.encoded)
+        except OSError as exc:
+            raise UserError(f"cannot write {args.out}: {exc.strerror or exc}") from None
         print(f"wrote {args.out}")
     if args.data_dir:
         store = ChainStore(args.data_dir)
