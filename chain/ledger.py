@@ -83,6 +83,7 @@ class Ledger:
         leader = self.genesis.member(self.leader_for_slot(h.slot))
         self.state.begin()
         try:
+            self.state.contracts.on_block(h.slot, self.head.slot)  # rule schedules due since the head
             for i, raw_tx in enumerate(block.txs):
                 try:
                     self.state.apply_tx(decode_tx(raw_tx), h.slot)
@@ -114,6 +115,7 @@ class Ledger:
         self.state.begin()
         included = []
         try:
+            self.state.contracts.on_block(slot, self.head.slot)  # rule schedules due since the head
             for raw_tx in raw_txs:
                 try:
                     tx = decode_tx(raw_tx)

@@ -5,11 +5,14 @@ Tables (key -> value, both tuples of ints or bytes):
     nonce    (sender,)          -> (last nonce,)
     reading  (device, sensor)   -> (value, slot)
     command  (target,)          -> (issuer, action, slot, *args)   latest command per device
+    contract, contract_state, balance, contract_command: device rules, see chain/contracts/onchain.py
 
 Transaction kinds are applied by the handlers in TX_HANDLERS; a later capability adds a
 kind by adding a handler (and, if it needs one, a table). The state root commits to
-every table: BLAKE2b-256 over the table roots, each table root a BLAKE2b-256 over its
-entries in key order, each entry in the one canonical encoding declared below.
+every non-empty table: BLAKE2b-256 over the table roots, each table root a BLAKE2b-256
+over its entries in key order, each entry in the one canonical encoding declared below.
+An empty table adds nothing, so a capability's new tables leave the roots of chains that
+do not use them unchanged.
 """
 from __future__ import annotations
 
@@ -25,8 +28,9 @@ from .crypto import blake2b256
 from .errors import DecodeError, InvalidTx
 from .genesis import Genesis
 from .wire import MAX_NONCE, Command, Reading, Tx, TxKind, tx_signing_bytes
+from .contracts.onchain import CONTRACT_TABLES, ContractRuntime, apply_deploy
 
-TABLES = ("nonce", "reading", "command")
+TABLES = ("nonce", "reading", "command") + CONTRACT_TABLES
 
 Key = tuple
 Value = tuple
@@ -130,6 +134,7 @@ class LedgerState:
         self._encoded: dict[str, dict[Key, bytes]] = {name: {} for name in TABLES}
         self._table_roots: dict[str, bytes] = {}
         self._verify_keys = {m.index: VerifyKey(m.public_key) for m in genesis.members}
+        self.contracts = ContractRuntime(self)  # runs deployed rules as txs and blocks apply
 
     # --- tables ---------------------------------------------------------------------
 
@@ -208,6 +213,7 @@ class LedgerState:
             raise InvalidTx(f"tx kind {tx.kind} is not applicable")
         handler(self, tx, slot)
         self.set("nonce", (tx.sender,), (min(tx.nonce, MAX_NONCE),))
+        self.contracts.on_tx(tx, slot)  # rules the applied tx triggers; they never refuse it
 
     def next_nonce(self, sender: int) -> int:
         return self.tables["nonce"].get((sender,), (0,))[0] + 1
@@ -226,7 +232,8 @@ class LedgerState:
                         encoded.pop(key, None)
                 dirty.clear()
                 self._table_roots[table] = blake2b256(b"".join(encoded[k] for k in sorted(encoded)))
-            roots.append(table.encode() + self._table_roots[table])
+            if encoded:
+                roots.append(table.encode() + self._table_roots[table])
         return blake2b256(b"".join(roots))
 
 
@@ -250,4 +257,5 @@ TX_HANDLERS: dict[int, TxHandler] = {
     TxKind.READING: _apply_reading,
     TxKind.COMMAND: _apply_command,
     TxKind.DATA: _apply_data,
+    TxKind.CONTRACT_DEPLOY: apply_deploy,
 }

@@ -68,6 +68,7 @@ class TxKind(enum.IntEnum):
     READING = 1
     COMMAND = 2
     DATA = 3
+    CONTRACT_DEPLOY = 4  # a device rule's bytecode (chain/contracts), checked when applied
 
 
 class Sensor(enum.IntEnum):
@@ -135,7 +136,12 @@ class Data:
     payload: bytes
 
 
-Body = Union[Reading, Command, Data]
+@dataclass(frozen=True)
+class ContractDeploy:
+    code: bytes  # bytecode of blockiot.chain.contracts; decoded and checked by the state handler
+
+
+Body = Union[Reading, Command, Data, ContractDeploy]
 
 
 @dataclass(frozen=True)
@@ -165,12 +171,14 @@ _COMMAND = Struct(
     "args" / PrefixedArray(Int8ub, ZigZag),
 )
 _DATA = Struct("payload" / Prefixed(VarInt, GreedyBytes))
+_CONTRACT_DEPLOY = Struct("code" / Prefixed(VarInt, GreedyBytes))
 
 # kind -> (construct, dataclass, validator of field ranges)
 TX_BODIES: dict[int, tuple[Struct, type]] = {
     TxKind.READING: (_READING, Reading),
     TxKind.COMMAND: (_COMMAND, Command),
     TxKind.DATA: (_DATA, Data),
+    TxKind.CONTRACT_DEPLOY: (_CONTRACT_DEPLOY, ContractDeploy),
 }
 
 

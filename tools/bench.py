@@ -6,6 +6,8 @@ import importlib
 
 BENCHMARKS = [
     "blockiot.tools.bench_codec",
+    "blockiot.tools.bench_radio",
+    "blockiot.tools.bench_contracts",
 ]
 
 

@@ -18,7 +18,10 @@ SUBCOMMAND_MODULES = [
     "genesis",
     "verify",
     "bench",
+    "radios",
+    "radio",
     "airtime",
+    "contract",
 ]
 
 
@@ -56,4 +59,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the package module, so `python -m blockiot.tools.cli` and the installed
+    # command share one UserError class (a second copy of this module would not match).
+    sys.exit(importlib.import_module("blockiot.tools.cli").main())

@@ -85,7 +85,7 @@ def test_block_known_answer(vec_genesis, vec_identities):
     assert applied.state_root.hex() == v["state_root"]
     assert applied.id.hex() == v["block_id"]
     assert compact_from_block(applied.block, vec_genesis.chain_id).hex() == v["compact_hex"]
-    assert ledger.state.tables == {
+    assert {table: rows for table, rows in ledger.state.tables.items() if rows} == {  # empty tables: no state
         "nonce": {(0,): (1,), (2,): (1,)},
         "reading": {(2, 1): (287, 1)},
         "command": {(3,): (0, 1, 1, 600)},

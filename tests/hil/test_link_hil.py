@@ -1,0 +1,150 @@
+"""Link-layer behaviour on real or virtual radios: each test runs once per radio kind.
+
+The blockiot_hil plugin parametrizes every test here over `virtual-meshtastic` and
+`virtual-modem` (default) or the radios of a hardware map (`--hil map.toml`). Ports
+run on the rig's simulated clock, so timeouts below are simulated seconds.
+
+Real radios outlive a test: a Meshtastic device hands a newly connected host the
+packets it queued meanwhile. Each test therefore sends payloads of its own (`salt`)
+and waits for those, ignoring what earlier tests left behind (`receive_payload`).
+"""
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+
+from blockiot.radio.dutycycle import DutyCycleBudget
+from blockiot.radio.errors import BudgetExceeded, RadioUnavailable
+
+TIMEOUT_S = 600.0   # simulated seconds: a 4 KiB message is ~18 packets of 1-2 s
+
+
+def payload(size: int, salt: int = 0) -> bytes:
+    return bytes((index * 31 + salt) % 256 for index in range(size))
+
+
+def receive_payload(port, expected: bytes, timeout: float = TIMEOUT_S, sender=None):
+    """Messages until `expected` arrives: (sender, payload), or None at `timeout`.
+
+    Others are skipped (stale traffic of earlier tests on persistent radios); with a
+    `sender` port given, it is pumped in between, as it must answer repair requests.
+    """
+    deadline = port.clock() + timeout
+    step = 5.0
+    while port.clock() < deadline:
+        got = port.receive_message(step)
+        if got is not None and got[1] == expected:
+            return got
+        if got is None and sender is not None:
+            sender.pump(step)
+    return None
+
+
+def no_more(port, payload_: bytes, seconds: float) -> bool:
+    """True when no further copy of `payload_` arrives within `seconds`."""
+    return receive_payload(port, payload_, seconds) is None
+
+
+@pytest.mark.hil
+def test_messages_of_1b_233b_and_4kib_between_two_radios(radio_pair):
+    a, b = radio_pair
+    senders = set()
+    for size in (1, 233, 4096):
+        sent = payload(size, salt=size)
+        a.send_message(sent)
+        got = receive_payload(b, sent)
+        assert got is not None, f"{size} B message not delivered"
+        senders.add(got[0])
+    assert len(senders) == 1
+    assert no_more(b, sent, 5.0)
+
+
+@pytest.mark.hil
+def test_broadcast_reaches_all_three(radio_trio):
+    a, b, c = radio_trio
+    sent = payload(500, salt=3)
+    a.send_message(sent)
+    assert receive_payload(b, sent) is not None
+    assert receive_payload(c, sent) is not None
+
+
+@pytest.mark.hil(loss=0.2, seed=7)
+def test_20_percent_loss_is_repaired(radio_pair, hil_rig):
+    a, b = radio_pair
+    sent = payload(4096, salt=20)
+    a.send_message(sent)
+    assert receive_payload(b, sent, sender=a) is not None
+    assert no_more(b, sent, 5.0)              # exactly once
+    assert hil_rig.stats.radios[1].air.lost > 0   # the medium did drop packets
+
+
+@pytest.mark.hil
+def test_rebroadcast_duplicates_are_delivered_once(radio_pair):
+    """Each frame reaches the receiver twice, as a rebroadcast the radio passes up would."""
+    a, b = radio_pair
+    sent = payload(700, salt=9)
+    for frame in a.link.send(sent, a.clock()):
+        a.driver.send(frame)
+        a.driver.send(frame)
+    assert receive_payload(b, sent) is not None
+    assert no_more(b, sent, 30.0)
+
+
+@pytest.mark.hil
+def test_duty_cycle_budget_delays_or_refuses_with_a_reason(radio_pair):
+    a, b = radio_pair
+    frame_airtime = a.driver.airtime(a.driver.mtu)
+    window = 25 * frame_airtime
+    # Smaller than one full frame: such a frame can never go out.
+    a.budget = DutyCycleBudget("NONE", fraction=0.5 * frame_airtime / window, window_s=window)
+    refused_payload = payload(2000, salt=5)
+    with pytest.raises(BudgetExceeded, match="budget") as refused:
+        a.send_message(refused_payload)
+    assert refused.value.wait_s == math.inf
+    assert a.pending() == []
+    assert no_more(b, refused_payload, 10.0)  # nothing went on air
+    # Room for about two full frames per window: a 4-frame message must wait.
+    a.budget = DutyCycleBudget("NONE", fraction=2.2 * frame_airtime / window, window_s=window)
+    big = payload(3 * a.driver.mtu, salt=1)
+    with pytest.raises(BudgetExceeded) as later:
+        a.send_message(big, block=False)
+    assert 0 < later.value.wait_s
+    assert a.pending() == []
+    started = a.clock()
+    a.send_message(big)                       # blocking: delayed, never over budget
+    assert a.clock() - started >= window - 3 * frame_airtime
+    assert a.budget.used(a.clock()) <= a.budget.allowance_s
+    assert receive_payload(b, big) is not None
+
+
+@pytest.mark.hil
+def test_unplugged_mid_message_then_back(radio_pair, hil_rig, hil_bench):
+    a, b = radio_pair
+    scale = hil_bench.time_scale
+    a.reconnect_backoff = (0.5, 2.0)
+    sent = payload(4096, salt=42)
+    # Unplug the sender's radio while the message is going out, plug it back later.
+    airtime = a.driver.airtime(a.driver.mtu)
+    unplug = threading.Timer(4 * airtime * scale, hil_rig.unplug, args=(0,))
+    replug = threading.Timer(12 * airtime * scale, hil_rig.replug, args=(0,))
+    unplug.start()
+    replug.start()
+    try:
+        a.send_message(sent)
+    finally:
+        unplug.join()
+        replug.join()
+    assert a.reconnects >= 1
+    assert receive_payload(b, sent, sender=a) is not None
+    # Unplugged for good: a clear error, and the message is still queued, not lost.
+    hil_rig.unplug(0)
+    a.reconnect_timeout = 20.0
+    with pytest.raises(RadioUnavailable, match=r"1 message\(s\) still queued"):
+        a.send_message(b"kept")
+    assert a.pending() == [b"kept"]
+    hil_rig.replug(0)
+    a.pump(5.0)
+    assert a.pending() == []
+    assert receive_payload(b, b"kept", sender=a) is not None

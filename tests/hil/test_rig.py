@@ -1,0 +1,259 @@
+"""Pseudo-terminal plumbing (PtyPair), the VirtualRig around it, and `blockiot radio virtual`."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+import serial
+
+import blockiot.hil.rig as rig_module
+from blockiot.hil.meshtastic_device import MeshtasticDevice
+from blockiot.hil.pty import PtyError, PtyPair
+from blockiot.hil.rig import RigError, VirtualRig
+from blockiot.radio.airtime import meshtastic_packet_len, preset, time_on_air
+from blockiot.radio.drivers.meshtastic import MeshtasticDriver
+from blockiot.tools.cli import main
+
+pytestmark = pytest.mark.timeout(60)
+
+TIME_SCALE = 0.01
+
+
+def read_exactly(port: serial.Serial, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = port.read(count - len(data))
+        assert chunk, f"only {len(data)} of {count} bytes arrived"
+        data += chunk
+    return data
+
+
+def wait_until(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.01)
+
+
+def drain(pty: PtyPair, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        data += pty.read()
+    return data
+
+
+# -- PtyPair ------------------------------------------------------------------------------
+
+
+def test_pyserial_opens_the_pty_and_bytes_pass_unchanged(tmp_path):
+    every_byte = bytes(range(256))  # raw mode: no echo, no CR/LF or control-character handling
+    with PtyPair(tmp_path / "radio") as pty, serial.Serial(pty.path, 115200, timeout=2, exclusive=True) as host:
+        with pytest.raises(OSError):  # no modem-control lines; pyserial ignores this only inside open()
+            host.dtr = False
+        host.write(every_byte)
+        assert drain(pty, 256) == every_byte
+        assert pty.write(every_byte)
+        assert read_exactly(host, 256) == every_byte
+        assert (pty.bytes_from_host, pty.bytes_to_host) == (256, 256)
+
+
+def test_stable_link_points_at_the_current_pty(tmp_path):
+    link = tmp_path / "radio"
+    with PtyPair(link) as pty:
+        assert pty.path == str(link) and os.readlink(link) == pty.device_path
+        first = pty.device_path
+        pty.unplug()
+        assert not link.exists() and pty.device_path is None and not pty.plugged
+        pty.replug()
+        assert os.readlink(link) == pty.device_path and Path(pty.device_path).exists()
+        assert not Path(first).exists() or first == pty.device_path  # the kernel may reuse the number
+    assert not link.exists()
+
+
+def test_unplug_fails_the_host_and_replug_serves_it_again(tmp_path):
+    with PtyPair(tmp_path / "radio") as pty:
+        host = serial.Serial(pty.path, timeout=2)
+        pty.unplug()
+        with pytest.raises(serial.SerialException):
+            host.read(1)
+        with pytest.raises(serial.SerialException):
+            host.write(b"x")
+        host.close()
+        assert not pty.write(b"lost") and pty.dropped_to_host == 4
+        pty.replug()
+        with serial.Serial(pty.path, timeout=2) as host:
+            host.write(b"hello")
+            assert drain(pty, 5) == b"hello"
+
+
+def test_bytes_for_a_host_that_does_not_read_are_dropped_whole(tmp_path):
+    chunk = bytes(range(256)) * 16
+    with PtyPair(tmp_path / "radio", max_pending=len(chunk)) as pty, serial.Serial(pty.path, timeout=0.5) as host:
+        accepted = 0
+        while pty.write(chunk):  # the host reads nothing yet: the pty fills, then our buffer
+            accepted += 1
+        assert accepted > 1 and pty.dropped_to_host == len(chunk)
+        received = b""
+        while True:
+            pty.flush()
+            data = host.read(65536)
+            if not data and not pty.wants_write:
+                break
+            received += data
+    assert received == chunk * accepted
+
+
+def test_pty_misuse():
+    with pytest.raises(PtyError):
+        PtyPair(max_pending=0)
+    pty = PtyPair()
+    assert pty.path == pty.device_path
+    with pytest.raises(PtyError, match="already plugged in"):
+        pty.replug()
+    pty.close()
+    with pytest.raises(PtyError, match="closed"):
+        pty.replug()
+
+
+def test_link_in_a_missing_directory(tmp_path):
+    with pytest.raises(PtyError, match="cannot set up the pty"):
+        PtyPair(tmp_path / "no-such-dir" / "radio")
+
+
+# -- VirtualRig ---------------------------------------------------------------------------
+
+
+def test_rig_ports_exist_and_vanish_with_the_rig():
+    with VirtualRig(3, time_scale=TIME_SCALE) as rig:
+        ports = rig.ports
+        assert len(ports) == 3 and all(Path(port).resolve().exists() for port in ports)
+        assert [r.port for r in rig.stats.radios] == ports
+    assert not any(os.path.lexists(port) for port in ports)
+    rig.close()  # idempotent
+    with pytest.raises(RigError, match="closed"):
+        rig.stats
+
+
+def test_unplug_and_replug_keep_the_path():
+    with VirtualRig(2, time_scale=TIME_SCALE) as rig:
+        port = rig.ports[1]
+        rig.unplug(1)
+        assert not os.path.lexists(port) and not rig.stats.radios[1].plugged
+        rig.unplug(1)  # already out: nothing happens
+        rig.replug(1)
+        assert Path(port).resolve().exists() and rig.stats.radios[1].plugged
+        with pytest.raises(RigError, match="already plugged in"):
+            rig.replug(1)
+        with pytest.raises(RigError, match="0..1"):
+            rig.unplug(2)
+
+
+def test_unplugged_radio_is_off_the_air():
+    with VirtualRig(2, time_scale=TIME_SCALE) as rig:
+        a = MeshtasticDriver(rig.ports[0], timeout=5)
+        a.open()
+        try:
+            rig.unplug(1)
+            a.send(b"anyone?")
+            wait_until(lambda: rig.stats.radios[0].air.sent == 1)
+            on_air_until = rig.now() + a.airtime(len(b"anyone?"))
+            wait_until(lambda: rig.now() > on_air_until)
+            assert rig.stats.radios[1].air.received == 0
+        finally:
+            a.close()
+
+
+@contextlib.contextmanager
+def two_drivers(rig: VirtualRig):
+    drivers = [MeshtasticDriver(port, timeout=5) for port in rig.ports]
+    try:
+        for driver in drivers:
+            driver.open()
+        yield drivers
+    finally:
+        for driver in drivers:
+            driver.close()
+
+
+def test_medium_counts_airtime_of_real_meshtastic_packets():
+    with VirtualRig(2, preset="ShortFast", time_scale=TIME_SCALE) as rig, two_drivers(rig) as (a, b):
+        a.send(bytes(100))
+        assert b.receive(5).frame == bytes(100)
+        radio0 = rig.stats.radios[0].air
+        assert radio0.sent == 1
+        assert radio0.airtime == pytest.approx(time_on_air(meshtastic_packet_len(100), preset("ShortFast")))
+        assert a.airtime(100) == pytest.approx(radio0.airtime)
+
+
+def test_total_loss_delivers_nothing():
+    with VirtualRig(2, loss=1.0, time_scale=TIME_SCALE) as rig, two_drivers(rig) as (a, b):
+        a.send(b"into the void")
+        assert b.receive(1.0) is None
+        assert rig.stats.radios[1].air.lost == 1
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"count": 0}, "at least one radio"),
+    ({"count": 2, "personality": "lorawan"}, "unknown personality 'lorawan'"),
+    ({"count": 2, "time_scale": 0}, "time_scale must be positive"),
+    ({"count": 2, "loss": 1.5}, "loss must be within"),
+    ({"count": 2, "positions": [(0, 0)]}, "2 radios need 2 positions"),
+])
+def test_bad_rig_settings(kwargs, message):
+    with pytest.raises(RigError, match=message):
+        VirtualRig(**kwargs)
+
+
+def test_a_failing_personality_stops_the_rig_loudly(monkeypatch):
+    class Broken(MeshtasticDevice):
+        def from_host(self, data, now):
+            raise RuntimeError("firmware crash")
+
+    monkeypatch.setattr(rig_module, "PERSONALITIES", MappingProxyType({"broken": Broken}))
+    rig = VirtualRig(1, personality="broken", time_scale=TIME_SCALE)
+    with serial.Serial(rig.ports[0]) as host:
+        host.write(b"boom")
+        with pytest.raises(RigError, match="stopped"):
+            while True:
+                rig.stats
+    with pytest.raises(RigError, match="firmware crash"):
+        rig.close()
+
+
+# -- blockiot radio virtual ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--count", "0"], "at least one radio"),
+    (["--preset", "Fastest"], "unknown preset 'Fastest'"),
+    (["--loss", "2"], "loss must be within"),
+])
+def test_cli_refuses_bad_settings(capsys, args, message):
+    assert main(["radio", "virtual", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_runs_until_sigterm():
+    blockiot = Path(sys.executable).with_name("blockiot")  # the installed console script
+    command = [str(blockiot), "radio", "virtual", "--count", "2", "--time-scale", "0.01"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ports = [proc.stdout.readline().strip() for _ in range(2)]
+        assert all(Path(port).resolve().exists() for port in ports), ports
+        driver = MeshtasticDriver(ports[1], timeout=5)
+        driver.open()
+        driver.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, proc.stderr.read()
+        assert not any(os.path.lexists(port) for port in ports)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
