@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = [
     "radio",
     "airtime",
     "contract",
+    "sim",
 ]
 
 

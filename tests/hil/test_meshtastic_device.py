@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -344,7 +345,7 @@ def meshtastic_cli(port: str, *args: str) -> subprocess.CompletedProcess:
     # The CLI's --info asks PyPI for a newer version: a dead proxy keeps the test offline.
     env = dict(os.environ, HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
     return subprocess.run(
-        ["meshtastic", "--port", port, "--timeout", str(CLI_TIMEOUT_S), *args],
+        [sys.executable, "-m", "meshtastic", "--port", port, "--timeout", str(CLI_TIMEOUT_S), *args],
         capture_output=True, text=True, timeout=50, env=env,
     )
 
