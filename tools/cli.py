@@ -22,7 +22,6 @@ SUBCOMMAND_MODULES = [
     "radio",
     "airtime",
     "contract",
-    "sim",
 ]
 
 
