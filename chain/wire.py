@@ -34,7 +34,6 @@ from typing import Union
 
 from construct import (
     Bytes,
-    Const,
     ConstructError,
     GreedyBytes,
     Int8ub,
@@ -239,12 +238,13 @@ def _decode(what: str, struct, raw: bytes, compiled=None):
     try:
         return (compiled or struct).parse(raw)
     except _PARSE_ERRORS as exc:
+        reason = exc
         if compiled is not None:  # compiled errors say little: ask the plain declaration why
             try:
                 struct.parse(raw)
             except _PARSE_ERRORS as plain_exc:
-                exc = plain_exc
-        raise DecodeError(f"malformed {what}: {_first_line(exc)}") from None
+                reason = plain_exc
+        raise DecodeError(f"malformed {what}: {_first_line(reason)}") from None
 
 
 def _build(what: str, struct, value) -> bytes:

@@ -3,6 +3,8 @@ module named in BENCHMARKS exposes `register(bench_subparsers)`."""
 from __future__ import annotations
 
 import importlib
+import json
+import platform
 
 BENCHMARKS = [
     "blockiot.tools.bench_codec",
@@ -20,3 +22,30 @@ def register(subparsers) -> None:
     bench_subparsers.required = True
     for name in BENCHMARKS:
         importlib.import_module(name).register(bench_subparsers)
+
+
+def add_benchmark(bench_subparsers, name: str, *, help: str, description: str, run):
+    """Add one benchmark's parser, with the `--json` flag every benchmark has."""
+    parser = bench_subparsers.add_parser(name, help=help, description=description)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def machine() -> str:
+    return f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}"
+
+
+def print_figures(figures: dict, as_json: bool) -> int:
+    """Print a benchmark's figures: one JSON object, or aligned `name value` lines."""
+    if as_json:
+        print(json.dumps(figures))
+        return 0
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for sub, v in value.items():
+                print(f"  {sub:28s} {v}")
+        else:
+            print(f"{key:30s} {value}")
+    return 0

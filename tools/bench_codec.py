@@ -2,26 +2,25 @@
 from __future__ import annotations
 
 import json
-import platform
 import time
 
 from blockiot.chain.compression import default_codec
 from blockiot.chain.ledger import Ledger
 from blockiot.chain.state import LedgerState
+from blockiot.tools.bench import add_benchmark, machine, print_figures
 from blockiot.chain.wire import Reading, Sensor, compact_from_block, decode_block, decode_tx, encode_header, sign_tx
 from blockiot.tools.demo_cluster import DemoCluster
 from blockiot.tools.train_dictionary import generate_chain
 
 
 def register(bench_subparsers) -> None:
-    parser = bench_subparsers.add_parser(
-        "codec", help="wire sizes and tx validation speed",
+    parser = add_benchmark(
+        bench_subparsers, "codec", help="wire sizes and tx validation speed",
         description="Measure sizes on air (reading tx, block header, compact block, JSON comparison, "
                     "sync batch compression) and full tx validation speed against bare Ed25519 verify.",
+        run=run,
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--txs", type=int, default=5000, help="transactions for the speed figures")
-    parser.set_defaults(func=run)
 
 
 def _block_as_json(block) -> str:
@@ -83,15 +82,9 @@ def measure(n_txs: int) -> dict:
         "validate_vs_raw": round(validate / raw_verify, 3),
         "sync_batch_ratio": round(len(sync_frame) / sum(len(b) for b in chain), 3),
         "sync_batch_bytes_100_blocks": len(sync_frame),
-        "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
+        "machine": machine(),
     }
 
 
 def run(args) -> int:
-    figures = measure(args.txs)
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        for key, value in figures.items():
-            print(f"{key:30s} {value}")
-    return 0
+    return print_figures(measure(args.txs), args.json)

@@ -1,8 +1,6 @@
 """`blockiot bench contracts`: bytecode sizes of the example rules and the irrigation rule's executions per second."""
 from __future__ import annotations
 
-import json
-import platform
 import time
 from pathlib import Path
 
@@ -10,21 +8,21 @@ from blockiot.chain.contracts import TxEvent, compile_rule, execute, initial_sta
 from blockiot.chain.contracts.dryrun import MemoryHost
 from blockiot.chain.contracts.onchain import deploy_tx_bytes
 from blockiot.chain.wire import Sensor, TxKind
+from blockiot.tools.bench import add_benchmark, machine, print_figures
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples" / "contracts"
 EXAMPLES = ("irrigation", "energy", "street_lights", "cold_chain")
 
 
 def register(bench_subparsers) -> None:
-    parser = bench_subparsers.add_parser(
-        "contracts", help="rule bytecode sizes and VM speed",
+    parser = add_benchmark(
+        bench_subparsers, "contracts", help="rule bytecode sizes and VM speed",
         description="Compile the example rules (bytecode bytes each) and time the irrigation rule: one "
                     "execution = trigger matching + a dry probe's reading run to the valve command.",
+        run=run,
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--executions", type=int, default=20_000, help="irrigation executions to time")
     parser.add_argument("--examples", type=Path, default=EXAMPLES_DIR, help="folder holding the .rule files")
-    parser.set_defaults(func=run)
 
 
 def measure(n_exec: int, examples: Path) -> dict:
@@ -45,15 +43,9 @@ def measure(n_exec: int, examples: Path) -> dict:
         "irrigation_steps_per_exec": effects.steps,
         "bytecode_bytes": {name: len(rule.bytecode) for name, rule in rules.items()},
         "deploy_tx_bytes": {name: deploy_tx_bytes(rule.bytecode) for name, rule in rules.items()},
-        "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
+        "machine": machine(),
     }
 
 
 def run(args) -> int:
-    figures = measure(args.executions, args.examples)
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        for key, value in figures.items():
-            print(f"{key:30s} {value}")
-    return 0
+    return print_figures(measure(args.executions, args.examples), args.json)

@@ -18,12 +18,12 @@ HIL plugin's rig builder, so it runs where the test extra is installed.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 from blockiot.radio.airtime import meshtastic_packet_len
 from blockiot.radio.drivers.e22 import E22, transport_overhead
 from blockiot.radio.link import Link
+from blockiot.tools.bench import add_benchmark, machine, print_figures
 
 MESSAGE_SIZE = 2048
 DEFAULT_TIME_SCALE = 0.2
@@ -31,19 +31,18 @@ PERSONALITIES = ("meshtastic", "modem")
 
 
 def register(bench_subparsers: argparse._SubParsersAction) -> None:
-    parser = bench_subparsers.add_parser(
-        "radio",
+    parser = add_benchmark(
+        bench_subparsers, "radio",
         help="link efficiency and goodput vs the airtime bound, on virtual radios",
         description="Send a 2 KiB message between two virtual radios of each personality and "
                     "report link efficiency and goodput against the airtime bound.",
+        run=run,
     )
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--size", type=int, default=MESSAGE_SIZE, help="message size in bytes (default 2048)")
     parser.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE,
                         help="wall seconds per simulated second on the virtual rig (default "
                              f"{DEFAULT_TIME_SCALE}; much lower and host-side fixed delays, such as "
                              "the meshtastic library's 0.1 s sleep after each write, dominate)")
-    parser.set_defaults(func=run)
 
 
 def message(size: int) -> bytes:
@@ -108,13 +107,6 @@ def run(args: argparse.Namespace) -> int:
         "link_efficiency_2k": figures["meshtastic"]["link_efficiency_2k"],
         "goodput_vs_airtime_bound": figures["meshtastic"]["goodput_vs_airtime_bound"],
         "personalities": figures,
+        "machine": machine(),
     }
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    print(f"{args.size} B message, virtual rig (simulated seconds)")
-    for name, values in figures.items():
-        print(f"  {name}:")
-        for key, value in values.items():
-            print(f"    {key:28} {value}")
-    return 0
+    return print_figures(result, args.json)
