@@ -6,10 +6,11 @@ vendor manual ("E22-xxxT22S series product user manual") as radio/drivers/e22.py
 cites it:
 
 * Working modes ("6. Working Mode") are set by `set_mode()`, the stand-in for the
-  M0/M1 pins: a pty has no modem-control lines, so the rig (or a test) sets the
-  mode, while the driver's RTS/DTR toggling on a pty is a tolerated no-op.
+  M0/M1 pins: a pty has no modem-control lines, so the driver's RTS/DTR toggling
+  on a pty is a tolerated no-op and whoever holds the module object sets the mode.
   When REG1 "software mode switching" is on, C0 C1 C2 C3 02 <mode> from the host
-  switches modes in-band, as on the real module.
+  switches modes in-band, as on the real module; the rig's modules have it on,
+  which is how a host configures them through a pty.
 * Configuration mode ("7.1 Command format"): C0/C2 + start + length + registers
   write (C0 saved, C2 temporary), C1 + start + length reads 00H..08H and the
   product information at 80H..86H; the reply is C1 + start + length + registers and
@@ -110,7 +111,7 @@ class VirtualE22:
     # -- the pins -------------------------------------------------------------------
     def set_mode(self, mode: Mode, now: float | None = None) -> list:
         """Change mode as M0/M1 would; buffered host data is sent first, as the manual says."""
-        if self.mode == Mode.TRANSMISSION and self._uart:
+        if self.mode in (Mode.TRANSMISSION, Mode.WOR) and self._uart:
             self._cut_all()
         self.mode = Mode(mode)
         self._last_host_at = None
@@ -288,5 +289,10 @@ class VirtualE22:
 
 
 def virtual_e22(setup: RadioSetup) -> VirtualE22:
-    """The rig's factory: a factory-configured E22 in transmission mode, on the rig's modulation."""
-    return VirtualE22(modulation=preset(setup.preset))
+    """The rig's factory: a factory-configured E22 in transmission mode, on the rig's modulation.
+
+    One register differs from the factory's: REG1 software mode switching is on (as if
+    enabled once with Ebyte's tool), so a host can reach configuration mode over the
+    pty with `E22Driver(mode_pins="software")`; the rig has no pins to drive.
+    """
+    return VirtualE22(E22Config(software_mode_switch=True), modulation=preset(setup.preset))

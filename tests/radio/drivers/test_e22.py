@@ -432,3 +432,19 @@ def test_virtual_deep_sleep_drops_host_bytes():
     device = VirtualE22(mode=Mode.DEEP_SLEEP)
     assert device.from_host(b"lost", 0.0) == []
     assert device.next_deadline() is None
+
+
+def test_configure_a_rig_module_over_its_pty():
+    """The rig's virtual E22 is reached through a real pty with the in-band mode switch."""
+    from blockiot.hil.rig import VirtualRig
+
+    with VirtualRig(1, personality="modem", time_scale=0.01) as rig:
+        driver = E22Driver(rig.ports[0], node_id=1, config=E22Config(software_mode_switch=True),
+                           mode_pins="software")
+        driver.open()
+        try:
+            wanted = E22Config(software_mode_switch=True, channel=23, net_id=4, rssi_byte=True)
+            driver.configure(wanted)
+            assert driver.read_config() == wanted
+        finally:
+            driver.close()

@@ -1,0 +1,162 @@
+"""HIL benches without pytest: which radio kinds `--hil` selects, why a kind cannot run a
+test, and opening N `RadioPort`s on a virtual rig or on mapped hardware. The pytest plugin
+(hil/plugin.py) and `blockiot bench radio` both build their benches here.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from blockiot.hil.hardware_map import PERSONALITY_NAMES, HardwareRadio, load_hardware_map
+
+DEFAULT_TIME_SCALE = 0.02     # wall seconds per simulated second on virtual rigs
+WALL_POLL_S = 0.002           # how often an idle port is read, in wall seconds
+_PLUG_IN = {
+    "meshtastic": "a Meshtastic board (Heltec V3, RAK4631, T-Beam ...) on USB",
+    "modem": "an E22-900T22U dongle (or E22 module on a USB-UART adapter)",
+}
+
+
+@dataclass(frozen=True)
+class RadioKind:
+    """One way of running a HIL test: a personality, virtual or on the mapped hardware."""
+
+    name: str
+    personality: str
+    virtual: bool
+    radios: tuple[HardwareRadio, ...] = ()
+    source: str = ""
+
+
+@dataclass
+class HilBench:
+    """What a HIL test gets: the kind, the opened ports and, on virtual kinds, the rig."""
+
+    kind: RadioKind
+    ports: list[Any]
+    rig: Any = None
+    drivers: list[Any] = field(default_factory=list)
+    time_scale: float = 1.0     # wall seconds per second of the ports' clock
+
+    def close(self) -> None:
+        for port in self.ports:
+            port.close()
+        if self.rig is not None:
+            self.rig.close()
+
+
+def hil_kinds(option: str) -> tuple[RadioKind, ...]:
+    """The kinds `--hil` selects: both virtual personalities, or one per personality of a map."""
+    if option == "virtual":
+        return tuple(RadioKind(f"virtual-{name}", name, True) for name in PERSONALITY_NAMES)
+    radios = load_hardware_map(option)
+    return tuple(
+        RadioKind(
+            f"hw-{name}", name, False,
+            tuple(radio for radio in radios if radio.personality == name), option,
+        )
+        for name in PERSONALITY_NAMES
+    )
+
+
+def skip_reason(kind: RadioKind, needed: int, exists=os.path.exists) -> str | None:
+    """Why a test needing `needed` radios cannot run on `kind`, or None when it can."""
+    if kind.virtual:
+        return None
+    if len(kind.radios) < needed:
+        return (
+            f"{kind.name}: the hardware map {kind.source} lists {len(kind.radios)} {kind.personality} "
+            f"radio(s), this test needs {needed}: plug in {needed - len(kind.radios)} more "
+            f"({_PLUG_IN[kind.personality]}) and list it as [[radio]] personality = \"{kind.personality}\""
+        )
+    missing = [radio for radio in kind.radios[:needed] if not exists(radio.port)]
+    if missing:
+        return f"{kind.name}: not attached: " + "; ".join(
+            f"{radio.describe()} (plug it in or fix its port in {kind.source})" for radio in missing
+        )
+    return None
+
+
+def open_bench(
+    kind: RadioKind,
+    count: int,
+    *,
+    time_scale: float = DEFAULT_TIME_SCALE,
+    loss: float = 0.0,
+    seed: int = 0,
+    budget: Any = None,
+    **rig_options: Any,
+) -> HilBench:
+    """Open `count` RadioPorts of `kind` (and the rig behind them when virtual).
+
+    `budget`, if given, is a factory called once per port (each radio has its own budget).
+    """
+    if budget is not None and not callable(budget):
+        raise ValueError("budget must be a factory, e.g. budget=lambda: DutyCycleBudget('EU868')")
+    from blockiot.radio.airtime import preset as lora_preset
+    from blockiot.radio.port import RadioPort
+
+    rig = None
+    if kind.virtual:
+        from blockiot.hil.rig import VirtualRig
+
+        rig = VirtualRig(count, personality=kind.personality, loss=loss, time_scale=time_scale,
+                         seed=seed, **rig_options)
+        paths = [(path, None) for path in rig.ports]
+        scale = time_scale
+        modulation = lora_preset(rig.preset)
+    else:
+        paths = [(radio.port, radio.baudrate) for radio in kind.radios[:count]]
+        scale = 1.0
+        modulation = None
+    drivers = []
+    ports = []
+    try:
+        for index, (path, baudrate) in enumerate(paths):
+            driver = make_driver(kind.personality, path, node_id=index + 1, clock=_scaled_clock(scale),
+                                 sleep=_scaled_sleep(scale), poll_s=WALL_POLL_S / scale,
+                                 modulation=modulation, baudrate=baudrate)
+            drivers.append(driver)
+            driver.open()
+            ports.append(RadioPort(
+                driver,
+                budget=budget() if budget is not None else None,
+                clock=_scaled_clock(scale),
+                sleep=_scaled_sleep(scale),
+                node_id=driver.node_id if kind.personality == "modem" else driver.node_num,
+            ))
+    except BaseException:
+        for driver in drivers:
+            driver.close()
+        if rig is not None:
+            rig.close()
+        raise
+    return HilBench(kind, ports, rig, drivers, scale)
+
+
+def make_driver(personality: str, path: str, *, node_id: int, clock=time.monotonic, sleep=time.sleep,
+                poll_s: float = 0.005, modulation=None, baudrate: int | None = None):
+    """The host-side driver for a radio of `personality` on serial port `path`.
+
+    `node_id`, `clock`, `sleep`, `poll_s`, `modulation` and `baudrate` apply to the UART
+    modem; a Meshtastic device has its own node number, clock and modulation.
+    """
+    if personality == "modem":
+        from blockiot.radio.drivers.e22 import E22Config, E22Driver
+
+        config = E22Config(uart_baudrate=baudrate) if baudrate else None
+        return E22Driver(path, node_id=node_id, config=config, clock=clock, sleep=sleep, poll_s=poll_s,
+                         modulation=modulation)
+    from blockiot.radio.drivers.meshtastic import MeshtasticDriver
+
+    return MeshtasticDriver(path)
+
+
+def _scaled_clock(scale: float):
+    return lambda: time.monotonic() / scale
+
+
+def _scaled_sleep(scale: float):
+    return lambda seconds: time.sleep(max(seconds, 0.0) * scale)
