@@ -22,6 +22,8 @@ SUBCOMMAND_MODULES = [
     "radio",
     "airtime",
     "contract",
+    "sim",
+    "node",
 ]
 
 

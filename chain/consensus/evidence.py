@@ -1,0 +1,119 @@
+"""Equivocation evidence: two headers one leader signed for one slot, each with the fields
+its signature covers, so anyone can check it with nothing but the genesis
+(docs/PROTOCOL.md §8).
+
+Evidence::
+
+    slot      varint
+    2 x proof version u8, height varint, parent 32 B, tx_root 32 B, state_root 32 B,
+              signature 64 B
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from construct import Bytes, ConstructError, Int8ub, Struct, Terminated, VarInt
+
+from ..crypto import HASH_LEN, SIGNATURE_LEN, verify
+from ..errors import ChainError, DecodeError
+from ..genesis import Genesis
+from ..ledger import AppliedBlock
+from ..wire import MAX_VARINT, block_id, header_signing_bytes, tx_root
+from .params import ConsensusParams
+
+
+class InvalidEvidence(ChainError):
+    """Evidence that does not prove an equivocation (bad signature, different slots, same block)."""
+
+
+@dataclass(frozen=True)
+class HeaderProof:
+    """A block header as its leader signed it (the fields `header_signing_bytes` covers)."""
+
+    version: int
+    height: int
+    parent: bytes
+    tx_root: bytes
+    state_root: bytes
+    signature: bytes
+
+    def signing_bytes(self, chain_id: bytes, slot: int) -> bytes:
+        return header_signing_bytes(
+            chain_id, self.version, self.height, slot, self.parent, self.tx_root, self.state_root
+        )
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Two different headers for `slot`, in canonical order (by block id)."""
+
+    slot: int
+    first: HeaderProof
+    second: HeaderProof
+
+
+_PROOF = Struct(
+    "version" / Int8ub,
+    "height" / VarInt,
+    "parent" / Bytes(HASH_LEN),
+    "tx_root" / Bytes(HASH_LEN),
+    "state_root" / Bytes(HASH_LEN),
+    "signature" / Bytes(SIGNATURE_LEN),
+)
+EVIDENCE = Struct("slot" / VarInt, "first" / _PROOF, "second" / _PROOF, Terminated)
+
+
+def proof_of(applied: AppliedBlock, parent_id: bytes) -> HeaderProof:
+    """The header proof of a block this node validated (it knows the parent and both roots)."""
+    h = applied.block.header
+    return HeaderProof(h.version, h.height, parent_id, tx_root(applied.block.txs), applied.state_root, h.signature)
+
+
+def make_evidence(chain_id: bytes, slot: int, a: HeaderProof, b: HeaderProof) -> Evidence:
+    """Evidence from two proofs of one slot, ordered by block id so it has one encoding."""
+    if block_id(a.signing_bytes(chain_id, slot)) > block_id(b.signing_bytes(chain_id, slot)):
+        a, b = b, a
+    return Evidence(slot, a, b)
+
+
+def encode_evidence(ev: Evidence) -> bytes:
+    try:
+        return EVIDENCE.build({"slot": ev.slot, "first": ev.first.__dict__, "second": ev.second.__dict__})
+    except (ConstructError, ValueError, TypeError) as exc:
+        raise DecodeError(f"cannot encode evidence: {exc}") from None
+
+
+def decode_evidence(raw: bytes) -> Evidence:
+    try:
+        c = EVIDENCE.parse(bytes(raw))
+    except (ConstructError, ValueError, OverflowError) as exc:
+        raise DecodeError(f"malformed evidence: {str(exc).strip().splitlines()[-1]}") from None
+    if c.slot > MAX_VARINT or c.first.height > MAX_VARINT or c.second.height > MAX_VARINT:
+        raise DecodeError("evidence slot or height out of range")
+    proofs = [
+        HeaderProof(p.version, p.height, bytes(p.parent), bytes(p.tx_root), bytes(p.state_root), bytes(p.signature))
+        for p in (c.first, c.second)
+    ]
+    return Evidence(c.slot, proofs[0], proofs[1])
+
+
+def verify_evidence(genesis: Genesis, params: ConsensusParams, ev: Evidence) -> int:
+    """Check the evidence; return the registry index of the equivocating leader.
+
+    Raises InvalidEvidence unless both headers are validly signed by the leader of the
+    slot and name different blocks.
+    """
+    chain_id = genesis.chain_id
+    leader = params.leader(ev.slot)
+    key = genesis.member(leader).public_key
+    ids = []
+    for proof in (ev.first, ev.second):
+        signing = proof.signing_bytes(chain_id, ev.slot)
+        if not verify(key, signing, proof.signature):
+            raise InvalidEvidence(f"evidence for slot {ev.slot}: a header is not signed by the slot's leader {leader}")
+        ids.append(block_id(signing))
+    if ids[0] == ids[1]:
+        raise InvalidEvidence(f"evidence for slot {ev.slot}: both headers name the same block")
+    if ids[0] > ids[1]:
+        raise InvalidEvidence(f"evidence for slot {ev.slot}: headers not in canonical order")
+    return leader

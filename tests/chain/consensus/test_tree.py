@@ -1,0 +1,103 @@
+"""The block tree: validation on any branch, moving the working ledger between branches,
+the quorum-in-window rule, Ouroboros-BFT depth settlement, and pruning on finality."""
+from __future__ import annotations
+
+import pytest
+
+from blockiot.chain.consensus.params import ConsensusParams
+from blockiot.chain.consensus.tree import BlockTree
+from blockiot.chain.errors import InvalidBlock
+from blockiot.chain.ledger import Ledger
+
+
+@pytest.fixture
+def tree(cluster):
+    return BlockTree(Ledger(cluster.genesis), cluster.params)
+
+
+def build(cluster, tree, parent, slot, txs=()):
+    return tree.build(cluster.identities[cluster.params.leader(slot)], slot, parent, list(txs))
+
+
+def chain(cluster, tree, slots, parent=None):
+    nodes = []
+    parent = parent or tree.root
+    for slot in slots:
+        parent = build(cluster, tree, parent, slot)
+        nodes.append(parent)
+    return nodes
+
+
+def test_a_block_is_certified_by_q_blocks_within_its_window(cluster, tree):
+    b1, b2, b3, b4 = chain(cluster, tree, [1, 2, 3, 4])
+    assert tree.certified_by(b3) is None  # two blocks after b1: q = 3 needs one more
+    assert tree.certified_by(b4) is b1
+
+
+def test_blocks_outside_the_window_do_not_count(cluster, tree):
+    b1, b2, b6, b7 = chain(cluster, tree, [1, 2, 6, 7])
+    assert tree.certified_by(b6) is None  # b1's window (1, 5] holds only b2
+    assert tree.certified_by(b7) is None  # b2's window (2, 6] holds only b6
+    b8 = build(cluster, tree, b7, 8)
+    assert tree.certified_by(b8) is None  # b2 has 3 blocks after it, but b8 lies outside (2, 6]
+    b9 = build(cluster, tree, b8, 9)
+    assert tree.certified_by(b9) is b6  # (6, 10] holds 7, 8, 9
+
+
+def test_the_highest_certified_ancestor_is_returned(cluster, tree):
+    nodes = chain(cluster, tree, range(1, 8))
+    assert tree.certified_by(nodes[-1]) is nodes[-4]
+
+
+def test_fork_choice_takes_the_longer_branch_and_keeps_ties(cluster, tree):
+    a1, a2 = chain(cluster, tree, [1, 2])
+    b2 = build(cluster, tree, a1, 3)
+    assert tree.head is a2  # same height: keep the current head
+    b3 = build(cluster, tree, b2, 4)
+    assert tree.head is b3
+
+
+def test_goto_moves_the_state_between_branches(cluster, tree):
+    root = tree.root
+    a = build(cluster, tree, root, 1, [cluster.reading(4, 10)])
+    a2 = build(cluster, tree, a, 2, [cluster.reading(5, 20)])
+    b = build(cluster, tree, root, 3, [cluster.reading(5, 30)])
+    replay_a2 = Ledger(cluster.genesis)
+    replay_a2.apply_block(a.applied.block.raw)
+    replay_a2.apply_block(a2.applied.block.raw)
+    tree.goto(a2)
+    assert tree.ledger.state.state_root() == replay_a2.state.state_root() == a2.applied.state_root
+    tree.goto(b)
+    assert tree.ledger.state.state_root() == b.applied.state_root
+    assert tree.ledger.head.id == b.id
+
+
+def test_add_validates_on_the_parents_branch(cluster, tree):
+    root = tree.root
+    other = Ledger(cluster.genesis)
+    raw = other.build_block(cluster.identities[cluster.params.leader(1)], 1, [cluster.reading(4)]).block.raw
+    chain(cluster, tree, [2, 3])  # the working ledger is elsewhere
+    node = tree.add(raw, root)
+    assert node.parent is root and tree.add(raw, root) is node
+    wrong = Ledger(cluster.genesis).build_block(cluster.identities[cluster.params.leader(5)], 5, []).block.raw
+    with pytest.raises(InvalidBlock):
+        tree.add(wrong, node)  # built on the genesis, not on `node`
+
+
+def test_finalize_prunes_every_other_branch(cluster, tree):
+    a1, a2 = chain(cluster, tree, [1, 2])
+    b1 = build(cluster, tree, tree.root, 3)
+    c3 = build(cluster, tree, a2, 4)
+    path = tree.finalize(a2)
+    assert path == [a1, a2]
+    assert tree.root is a2 and tree.get(b1.id) is None and tree.get(c3.id) is c3
+    assert tree.at_slot(3) == [] and tree.head is c3
+
+
+def test_depth_settlement_follows_ouroboros_bft(cluster):
+    params = ConsensusParams.from_genesis(cluster.genesis, finality="obft")
+    tree = BlockTree(Ledger(cluster.genesis), params)
+    nodes = chain(cluster, tree, [1, 2, 3])
+    assert tree.settled_by_depth(4) is None
+    assert tree.settled_by_depth(5) is nodes[0]  # k = 3f + 1 = 4 slots after slot 1
+    assert tree.settled_by_depth(7) is nodes[2]
