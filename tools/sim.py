@@ -77,11 +77,12 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(report, sort_keys=False))
     else:
-        print(_summary(report))
+        print(summary(report))
     return 0
 
 
-def _summary(r: dict) -> str:
+def summary(r: dict) -> str:
+    """A simulation report as a few lines a person reads."""
     lines = [
         f"{r['scenario']}: {r['nodes']} nodes, {r['validators']} validators, {r['field_hours']:g} h on {r['preset']}, "
         f"{r['slot_seconds']:g} s slots, seed {r['seed']} ({r['wall_s']} s wall)",

@@ -12,17 +12,23 @@ def test_demo_json(capsys):
     assert figures["verify_ok"] is True
     assert figures["blocks"] == 10 and figures["txs"] > 0
     assert 0 < figures["avg_tx_bytes"] <= 240
+    field = figures["field"]  # the consensus run on the simulated field
+    assert field["nodes"] == 20 and field["blocks_finalized"] > 0
+    assert field["finalized_conflicts"] == 0 and field["finalized_prefix_agree"] is True
 
 
 def test_demo_text_output(capsys, tmp_path):
     assert main(["demo", "--slots", "3", "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "3 blocks" in out and "verify from genesis: ok" in out
+    assert "Consensus on a simulated LoRa field" in out and "finalized conflicts 0" in out
+    assert "3 blocks" in out and "verify from genesis: ok" in out and f"stored in {tmp_path}" in out
 
 
 def test_demo_refuses_bad_arguments(tmp_path, capsys):
     assert main(["demo", "--slots", "0"]) == 2
     assert "--slots must be at least 1" in capsys.readouterr().err
+    assert main(["demo", "--field-nodes", "3"]) == 2
+    assert "--field-nodes must be at least 4" in capsys.readouterr().err
     main(["demo", "--slots", "2", "--data-dir", str(tmp_path), "--json"])
     capsys.readouterr()
     assert main(["demo", "--slots", "2", "--data-dir", str(tmp_path)]) == 2
