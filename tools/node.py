@@ -10,14 +10,16 @@ import random
 import time
 from pathlib import Path
 
+from blockiot.chain.commands import due_commands
 from blockiot.chain.consensus.events import Output
 from blockiot.chain.consensus.node import NodeCore
 from blockiot.chain.consensus.params import ConsensusParams
 from blockiot.chain.consensus.recovery import restore
 from blockiot.chain.crypto import Identity
 from blockiot.chain.genesis import load_genesis_toml
+from blockiot.chain.state import LedgerState
 from blockiot.chain.store import ChainStore
-from blockiot.chain.wire import Reading, Sensor, sign_tx
+from blockiot.chain.wire import Action, Reading, Sensor, sign_tx
 from blockiot.radio.dutycycle import REGIONS, DutyCycleBudget
 from blockiot.radio.port import RadioPort
 from blockiot.tools.cli import UserError
@@ -84,7 +86,9 @@ def run(args) -> int:
 
 
 class NodeRunner:
-    """Moves messages between the core and the radio, persists what the core finalized."""
+    """Moves messages between the core and the radio, persists what the core finalized, and
+    executes the commands addressed to this device once they are final (reporting each back
+    with a signed tx)."""
 
     def __init__(self, core: NodeCore, port: RadioPort, store: ChainStore, *, member: int,
                  reading_every: float | None, events: bool, clock=time.time) -> None:
@@ -96,6 +100,10 @@ class NodeRunner:
         self.events = events
         self.clock = clock
         self._next_reading = clock() + (reading_every or math.inf)
+        self.final = LedgerState(core.genesis)  # the finalized state: what the store holds
+        store.load_into(self.final)
+        self._executed: set = set()
+        self._last_nonce = 0
 
     def run(self, until: float) -> None:
         while (now := self.clock()) < until:
@@ -114,14 +122,33 @@ class NodeRunner:
                 self._apply(self.core.receive(payload, self.clock(), origin=sender, hops=0))
 
     def _reading(self, now: float) -> bytes:
+        return self._sign(now, Reading(Sensor.MOISTURE, int(now) % 1000))
+
+    def _sign(self, now: float, body) -> bytes:
         genesis = self.core.genesis
         nonce = max(1, int((now - genesis.genesis_time) * 1000))  # increasing across restarts
-        tx = sign_tx(self.core.identity, genesis.chain_id, self.member, nonce, Reading(Sensor.MOISTURE, int(now) % 1000))
-        return tx.raw
+        self._last_nonce = nonce = max(nonce, self._last_nonce + 1)
+        return sign_tx(self.core.identity, genesis.chain_id, self.member, nonce, body).raw
+
+    def _execute_due_commands(self) -> None:
+        """Execute (here: announce) each final command addressed to this device, once, and
+        submit the signed report that marks it done on chain."""
+        for command in due_commands(self.final, self.member):
+            if command in self._executed:
+                continue
+            self._executed.add(command)
+            action = Action(command.action).name.lower()  # decode_tx admits known actions only
+            print(json.dumps({"event": "Execute", "origin": command.origin, "issuer": command.issuer,
+                              "slot": command.slot, "action": action, "args": list(command.args)}), flush=True)
+            now = self.clock()
+            self._apply(self.core.submit(self._sign(now, command.report(self.member)), now))
 
     def _apply(self, out: Output) -> None:
         for applied in out.persist:
             self.store.append(applied)
+            self.final.redo(applied.diff)
+        if out.persist:
+            self._execute_due_commands()
         for send in out.sends:
             self.port.send_message(send.payload)
         if self.events:
