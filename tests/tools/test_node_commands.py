@@ -1,0 +1,55 @@
+"""`blockiot node` executes a final command addressed to its device once, and reports it
+back with a signed COMMAND to itself (flooded as a TX)."""
+from __future__ import annotations
+
+import json
+import random
+
+from blockiot.chain.consensus.events import Output
+from blockiot.chain.consensus.messages import MsgType
+from blockiot.chain.consensus.node import NodeCore
+from blockiot.chain.consensus.params import ConsensusParams
+from blockiot.chain.crypto import Identity
+from blockiot.chain.genesis import Genesis, Member, Params
+from blockiot.chain.ledger import Ledger
+from blockiot.chain.store import ChainStore
+from blockiot.chain.wire import Action, Command, decode_tx, sign_tx
+from blockiot.tools.node import NodeRunner
+
+GENESIS_TIME = 1000
+
+
+class FakePort:
+    """Stands in for RadioPort: records what the node sends."""
+
+    def __init__(self):
+        self.sent: list[bytes] = []
+
+    def send_message(self, payload: bytes) -> None:
+        self.sent.append(payload)
+
+
+def test_a_final_command_is_executed_once_and_reported(tmp_path, capsys):
+    ids = [Identity.from_seed(bytes([0x70 + i]) * 32) for i in range(3)]
+    genesis = Genesis("node-cmd", GENESIS_TIME, Params(slot_seconds=10), tuple(
+        Member(i, k.public_key, "validator" if i < 2 else "member", (), f"d{i}") for i, k in enumerate(ids)))
+    valve = 2
+    core = NodeCore(genesis, radio_id=3, rng=random.Random(0), now=GENESIS_TIME, identity=ids[valve],
+                    params=ConsensusParams.from_genesis(genesis))
+    port = FakePort()
+    runner = NodeRunner(core, port, ChainStore(tmp_path), member=valve, reading_every=None, events=False,
+                        clock=lambda: GENESIS_TIME + 15.0)
+
+    # A block, final elsewhere, in which validator 0 orders the valve open for 600 s.
+    ledger = Ledger(genesis)
+    order = sign_tx(ids[0], genesis.chain_id, 0, 1, Command(valve, Action.OPEN, (600,)))
+    applied = ledger.build_block(ids[ledger.leader_for_slot(1)], 1, [order.raw])
+    runner._apply(Output(persist=[applied]))
+    runner._apply(Output())  # nothing new is final: nothing runs again
+
+    executed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"Execute"' in line]
+    assert executed == [{"event": "Execute", "origin": "tx", "issuer": 0, "slot": 1, "action": "open", "args": [600]}]
+    reports = [p for p in port.sent if p[0] == MsgType.TX]
+    assert len(reports) == 1
+    report = decode_tx(reports[0][1:])
+    assert report.sender == valve and report.body == Command(valve, Action.OPEN, (600,))
