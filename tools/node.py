@@ -20,6 +20,7 @@ from blockiot.chain.genesis import load_genesis_toml
 from blockiot.chain.state import LedgerState
 from blockiot.chain.store import ChainStore
 from blockiot.chain.wire import Action, Reading, Sensor, sign_tx
+from blockiot.radio.discovery import resolve_port
 from blockiot.radio.dutycycle import REGIONS, DutyCycleBudget
 from blockiot.radio.port import RadioPort
 from blockiot.tools.cli import UserError
@@ -39,7 +40,7 @@ def register(subparsers) -> None:
     parser.add_argument("--key", type=Path, required=True, help="this device's key file")
     parser.add_argument("--data-dir", type=Path, required=True, help="chain store directory")
     radio = parser.add_mutually_exclusive_group(required=True)
-    radio.add_argument("--port", help="the radio's serial port")
+    radio.add_argument("--port", help="the radio's serial port, or `auto` for the one attached Meshtastic board")
     radio.add_argument("--host", help="a meshtasticd host[:port] instead of a serial port")
     parser.add_argument("--seconds", type=float, default=math.inf, help="stop after this long (default: run until ^C)")
     parser.add_argument("--reading-every", type=float, help="send a sensor reading every this many seconds")
@@ -58,8 +59,9 @@ def run(args) -> int:
         raise UserError(f"{args.key} is not a member of cluster {genesis.name}")
     if genesis.params.region not in REGIONS:
         raise UserError(f"no airtime rules known for region {genesis.params.region}; known: {', '.join(REGIONS)}")
+    serial_port = resolve_port(args.port, personality="meshtastic") if args.port else None
     store = ChainStore(args.data_dir)
-    driver = MeshtasticDriver(args.port, host=args.host)
+    driver = MeshtasticDriver(serial_port, host=args.host)
     try:
         driver.open()
         port = RadioPort(driver, budget=DutyCycleBudget(genesis.params.region, frequency_hz=args.frequency))

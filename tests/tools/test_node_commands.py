@@ -53,3 +53,21 @@ def test_a_final_command_is_executed_once_and_reported(tmp_path, capsys):
     assert len(reports) == 1
     report = decode_tx(reports[0][1:])
     assert report.sender == valve and report.body == Command(valve, Action.OPEN, (600,))
+
+
+def test_node_port_auto_without_a_radio_says_what_to_plug_in(tmp_path, capsys, monkeypatch):
+    from blockiot.radio import discovery
+    from blockiot.tools.cli import main
+
+    monkeypatch.setattr(discovery, "discover", lambda: discovery.Discovery((), ()))
+    key = tmp_path / "d.key"
+    ident = Identity.from_seed(bytes([0x70]) * 32)
+    ident.save(key)
+    toml = tmp_path / "cluster.toml"
+    toml.write_text(f'[cluster]\nname = "c"\n\n[[member]]\npublic_key = "{ident.public_key.hex()}"\nrole = "validator"\n')
+    code = main(["node", "--genesis", str(toml), "--key", str(key), "--data-dir", str(tmp_path / "data"),
+                 "--port", "auto"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--port auto: no meshtastic radio is attached" in err and "Traceback" not in err
+    assert not (tmp_path / "data").exists()
