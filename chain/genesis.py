@@ -78,6 +78,10 @@ class Genesis:
     def validators(self) -> tuple[int, ...]:
         return tuple(m.index for m in self.members if m.is_validator)
 
+    def leader_for_slot(self, slot: int) -> int:
+        """Registry index of the validator leading `slot` (round robin over the validators)."""
+        return self.validators[slot % len(self.validators)]
+
     def member(self, index: int) -> Member | None:
         return self.members[index] if 0 <= index < len(self.members) else None
 

@@ -65,8 +65,7 @@ class Ledger:
         return self.head.height
 
     def leader_for_slot(self, slot: int) -> int:
-        validators = self.genesis.validators
-        return validators[slot % len(validators)]
+        return self.genesis.leader_for_slot(slot)
 
     # --- applying blocks --------------------------------------------------------------
 

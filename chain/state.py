@@ -6,6 +6,7 @@ Tables (key -> value, both tuples of ints or bytes):
     reading  (device, sensor)   -> (value, slot)
     command  (target,)          -> (issuer, action, slot, *args)   latest command per device
     contract, contract_state, balance, contract_command: device rules, see chain/contracts/onchain.py
+    equivocation (leader, slot)     -> (reporter,)   proved double-signing (chain/evidence.py)
 
 Transaction kinds are applied by the handlers in TX_HANDLERS; a later capability adds a
 kind by adding a handler (and, if it needs one, a table). The state root commits to
@@ -25,12 +26,13 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from .crypto import blake2b256
-from .errors import DecodeError, InvalidTx
+from .errors import ChainError, DecodeError, InvalidTx
+from .evidence import decode_evidence, verify_evidence
 from .genesis import Genesis
 from .wire import MAX_NONCE, Command, Reading, Tx, TxKind, tx_signing_bytes
 from .contracts.onchain import CONTRACT_TABLES, ContractRuntime, apply_deploy
 
-TABLES = ("nonce", "reading", "command") + CONTRACT_TABLES
+TABLES = ("nonce", "reading", "command", "equivocation") + CONTRACT_TABLES
 
 Key = tuple
 Value = tuple
@@ -254,9 +256,24 @@ def _apply_data(state: LedgerState, tx: Tx, slot: int) -> None:
     """Opaque data changes no table: it lives in the block; only the nonce moves."""
 
 
+def _apply_evidence(state: LedgerState, tx: Tx, slot: int) -> None:
+    """Record a proved equivocation once per (leader, slot); governance acts on the table."""
+    try:
+        evidence = decode_evidence(tx.body.evidence)
+        leader = verify_evidence(state.genesis, evidence, state.genesis.leader_for_slot)
+    except ChainError as exc:  # DecodeError or InvalidEvidence
+        raise InvalidTx(f"evidence from sender {tx.sender}: {exc}") from None
+    if evidence.slot > slot:
+        raise InvalidTx(f"evidence for slot {evidence.slot} cannot be in a block of earlier slot {slot}")
+    if (leader, evidence.slot) in state.tables["equivocation"]:
+        raise InvalidTx(f"equivocation of leader {leader} in slot {evidence.slot} is already recorded")
+    state.set("equivocation", (leader, evidence.slot), (tx.sender,))
+
+
 TX_HANDLERS: dict[int, TxHandler] = {
     TxKind.READING: _apply_reading,
     TxKind.COMMAND: _apply_command,
     TxKind.DATA: _apply_data,
     TxKind.CONTRACT_DEPLOY: apply_deploy,
+    TxKind.EVIDENCE: _apply_evidence,
 }

@@ -55,6 +55,7 @@ SHORT_ID_LEN = 6
 MAX_DATA_BYTES = 160
 MAX_COMMAND_ARGS = 8
 MAX_TX_BYTES = 240
+MAX_EVIDENCE_BYTES = 400
 MAX_BLOCK_TXS = 512
 MAX_NONCE = 2**63 - 1
 MAX_VARINT = 2**63 - 1
@@ -68,6 +69,12 @@ class TxKind(enum.IntEnum):
     COMMAND = 2
     DATA = 3
     CONTRACT_DEPLOY = 4  # a device rule's bytecode (chain/contracts), checked when applied
+    EVIDENCE = 5  # proof that a leader signed two blocks for one slot (chain/evidence.py)
+
+
+# Kinds allowed beyond one radio frame (the link layer fragments them): evidence carries
+# two full header proofs (~330 B).
+MAX_TX_BYTES_BY_KIND = {TxKind.EVIDENCE: 480}
 
 
 class Sensor(enum.IntEnum):
@@ -140,7 +147,12 @@ class ContractDeploy:
     code: bytes  # bytecode of blockiot.chain.contracts; decoded and checked by the state handler
 
 
-Body = Union[Reading, Command, Data, ContractDeploy]
+@dataclass(frozen=True)
+class EquivocationProof:
+    evidence: bytes  # chain/evidence.py encoding; decoded and verified by the state handler
+
+
+Body = Union[Reading, Command, Data, ContractDeploy, EquivocationProof]
 
 
 @dataclass(frozen=True)
@@ -171,6 +183,7 @@ _COMMAND = Struct(
 )
 _DATA = Struct("payload" / Prefixed(VarInt, GreedyBytes))
 _CONTRACT_DEPLOY = Struct("code" / Prefixed(VarInt, GreedyBytes))
+_EVIDENCE = Struct("evidence" / Prefixed(VarInt, GreedyBytes))
 
 # kind -> (construct, dataclass, validator of field ranges)
 TX_BODIES: dict[int, tuple[Struct, type]] = {
@@ -178,6 +191,7 @@ TX_BODIES: dict[int, tuple[Struct, type]] = {
     TxKind.COMMAND: (_COMMAND, Command),
     TxKind.DATA: (_DATA, Data),
     TxKind.CONTRACT_DEPLOY: (_CONTRACT_DEPLOY, ContractDeploy),
+    TxKind.EVIDENCE: (_EVIDENCE, EquivocationProof),
 }
 
 
@@ -284,6 +298,9 @@ def _check_body(kind: int, body: Body) -> None:
     elif isinstance(body, Data):
         if len(body.payload) > MAX_DATA_BYTES:
             raise DecodeError(f"data payload of {len(body.payload)} B exceeds {MAX_DATA_BYTES} B")
+    elif isinstance(body, EquivocationProof):
+        if len(body.evidence) > MAX_EVIDENCE_BYTES:
+            raise DecodeError(f"evidence of {len(body.evidence)} B exceeds {MAX_EVIDENCE_BYTES} B")
 
 
 def encode_unsigned(kind: int, sender: int, nonce: int, body: Body) -> bytes:
@@ -300,8 +317,9 @@ def encode_unsigned(kind: int, sender: int, nonce: int, body: Body) -> bytes:
     value = dict(kindver=(TX_FORMAT_VERSION << 5) | kind, sender=sender, nonce=nonce, body=fields,
                  signature=bytes(SIGNATURE_LEN))
     unsigned = _build("tx", entry[1], value)[:-SIGNATURE_LEN]
-    if len(unsigned) + SIGNATURE_LEN > MAX_TX_BYTES:  # decode_tx would refuse it
-        raise DecodeError(f"transaction of {len(unsigned) + SIGNATURE_LEN} B exceeds {MAX_TX_BYTES} B")
+    limit = MAX_TX_BYTES_BY_KIND.get(kind, MAX_TX_BYTES)
+    if len(unsigned) + SIGNATURE_LEN > limit:  # decode_tx would refuse it
+        raise DecodeError(f"transaction of {len(unsigned) + SIGNATURE_LEN} B exceeds {limit} B")
     return unsigned
 
 
@@ -326,8 +344,9 @@ def decode_tx(raw: bytes) -> Tx:
         if not isinstance(raw, (bytes, bytearray, memoryview)):
             raise DecodeError("a transaction is bytes")
         raw = bytes(raw)
-    if len(raw) > MAX_TX_BYTES:
-        raise DecodeError(f"transaction of {len(raw)} B exceeds {MAX_TX_BYTES} B")
+    limit = MAX_TX_BYTES_BY_KIND.get(raw[0] & 0x1F, MAX_TX_BYTES) if raw else MAX_TX_BYTES
+    if len(raw) > limit:
+        raise DecodeError(f"transaction of {len(raw)} B exceeds {limit} B")
     if len(raw) < 3 + SIGNATURE_LEN:
         raise DecodeError(f"transaction of {len(raw)} B is too short")
     version, kind = raw[0] >> 5, raw[0] & 0x1F

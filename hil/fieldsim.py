@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from blockiot.chain.consensus.events import PRIORITY_BLOCK, PRIORITY_SYNC, BlockProposed, Output
+from blockiot.chain.consensus.events import PRIORITY_BLOCK, PRIORITY_SYNC, BlockProposed, EvidenceToRecord, Output
 from blockiot.chain.consensus.messages import BlockMsg, MsgType, encode_message, message_type
 from blockiot.chain.consensus.node import NodeCore
 from blockiot.chain.consensus.params import ConsensusParams
@@ -29,7 +29,7 @@ from blockiot.chain.consensus.recovery import restore
 from blockiot.chain.crypto import Identity
 from blockiot.chain.genesis import Genesis, Member, Params
 from blockiot.chain.store import ChainStore
-from blockiot.chain.wire import Reading, Sensor, compact_from_block, decode_compact, sign_tx, tx_id
+from blockiot.chain.wire import EquivocationProof, Reading, Sensor, compact_from_block, decode_compact, sign_tx, tx_id
 from blockiot.hil.eventloop import EventLoop
 from blockiot.hil.flooding import FloodRouter, MeshPacket, MeshPacketError, Role
 from blockiot.hil.medium import Field, LogDistance, Medium, sensitivity_dbm
@@ -318,6 +318,12 @@ class FieldSim:
         node.queue = []
         node.version += 1
 
+    def _submit_evidence(self, node: SimNode, event: EvidenceToRecord, t: float) -> None:
+        """The validator that floods evidence also records it on chain with a signed tx."""
+        node.nonce += 1
+        tx = sign_tx(node.identity, self.genesis.chain_id, node.index, node.nonce, EquivocationProof(event.evidence))
+        self._output(node, node.core.submit(tx.raw, node.clock.local(t)), t)
+
     def _send_reading(self, node: SimNode, core: NodeCore) -> None:
         if node.core is not core:
             return  # that incarnation crashed
@@ -472,6 +478,8 @@ class FieldSim:
             self.metrics.on_event(node, event, t)
             if node.byzantine and isinstance(event, BlockProposed):
                 self._equivocate(node, event, t)
+            if isinstance(event, EvidenceToRecord) and not node.byzantine:
+                self._submit_evidence(node, event, t)
 
     def _enqueue(self, node: SimNode, frame: bytes, kind: str, priority: int, hop: int) -> None:
         node.packet_id = node.packet_id % 0xFFFFFFFF + 1

@@ -185,6 +185,10 @@ class SimMetrics:
             "finalized_prefix_agree": agree,
             "restart_lost_finalized": self.restart_lost,
             "equivocations_detected": len(self.equivocations),
+            "equivocations_on_chain": max(
+                (len(node.core.ledger.state.tables["equivocation"]) for node in honest if node.core is not None),
+                default=0,
+            ),
             "rejected": dict(sorted(self.rejected.items())),
             "link_drops": dict(sorted(self.link_drops.items())),
             "radio": {

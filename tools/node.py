@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from blockiot.chain.commands import due_commands
-from blockiot.chain.consensus.events import Output
+from blockiot.chain.consensus.events import EvidenceToRecord, Output
 from blockiot.chain.consensus.node import NodeCore
 from blockiot.chain.consensus.params import ConsensusParams
 from blockiot.chain.consensus.recovery import restore
@@ -19,7 +19,7 @@ from blockiot.chain.crypto import Identity
 from blockiot.chain.genesis import load_genesis_toml
 from blockiot.chain.state import LedgerState
 from blockiot.chain.store import ChainStore
-from blockiot.chain.wire import Action, Reading, Sensor, sign_tx
+from blockiot.chain.wire import Action, EquivocationProof, Reading, Sensor, sign_tx
 from blockiot.radio.discovery import resolve_port
 from blockiot.radio.dutycycle import REGIONS, DutyCycleBudget
 from blockiot.radio.port import RadioPort
@@ -151,6 +151,10 @@ class NodeRunner:
             self.final.redo(applied.diff)
         if out.persist:
             self._execute_due_commands()
+        for event in out.events:
+            if isinstance(event, EvidenceToRecord):  # record the equivocation on chain
+                now = self.clock()
+                self._apply(self.core.submit(self._sign(now, EquivocationProof(event.evidence)), now))
         for send in out.sends:
             self.port.send_message(send.payload)
         if self.events:

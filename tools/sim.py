@@ -96,7 +96,8 @@ def summary(r: dict) -> str:
         f"finalized blocks lost on restart {r['restart_lost_finalized']}",
     ]
     if r["equivocations_detected"]:
-        lines.append(f"equivocations detected: {r['equivocations_detected']}")
+        lines.append(f"equivocations detected: {r['equivocations_detected']}, "
+                     f"recorded on chain: {r['equivocations_on_chain']}")
     if r["rejected"]:
         lines.append("rejected: " + ", ".join(f"{reason} {count}" for reason, count in r["rejected"].items()))
     return "\n".join(lines)

@@ -70,7 +70,16 @@ class Equivocation:
     slot: int
 
 
-Event = BlockProposed | BlockAccepted | Finalized | Rejected | Equivocation
+@dataclass(frozen=True)
+class EvidenceToRecord:
+    """This validator floods the evidence of an equivocation: the adapter that signs the
+    device's transactions should also submit an EVIDENCE tx carrying it, so that the
+    equivocation is recorded on chain (`chain/evidence.py` encoding)."""
+
+    evidence: bytes
+
+
+Event = BlockProposed | BlockAccepted | Finalized | Rejected | Equivocation | EvidenceToRecord
 
 
 @dataclass

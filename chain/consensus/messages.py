@@ -35,7 +35,7 @@ from ..wire import (
     decode_tx,
     encode_header,
 )
-from .evidence import Evidence, decode_evidence, encode_evidence
+from ..evidence import Evidence, decode_evidence, encode_evidence
 
 REF_LEN = 8
 TIP_LEN = PARENT_PREFIX_LEN

@@ -42,12 +42,13 @@ from .events import (
     BlockAccepted,
     BlockProposed,
     Equivocation,
+    EvidenceToRecord,
     Finalized,
     Output,
     Rejected,
     Send,
 )
-from .evidence import Evidence, InvalidEvidence, make_evidence, proof_of, verify_evidence
+from ..evidence import Evidence, InvalidEvidence, encode_evidence, make_evidence, proof_of, verify_evidence
 from .mempool import Mempool
 from .messages import (
     BlockMsg,
@@ -212,6 +213,7 @@ class NodeCore:
             if due <= now:
                 del self._evidence_out[slot]
                 out.sends.append(Send(encode_message(EvidenceMsg(ev)), MsgType.EVIDENCE, None, PRIORITY_EVIDENCE))
+                out.events.append(EvidenceToRecord(encode_evidence(ev)))
         horizon = 2 * self.params.n * self.params.slot_seconds
         for ref, orphan in list(self._orphans.items()):
             if orphan.received + horizon < now:
@@ -450,7 +452,7 @@ class NodeCore:
         if ev.slot in self._evidenced:
             return
         try:
-            leader = verify_evidence(self.genesis, self.params, ev)
+            leader = verify_evidence(self.genesis, ev, self.params.leader)
         except InvalidEvidence as exc:
             out.events.append(Rejected("evidence", "bad-evidence", str(exc)))
             return

@@ -45,6 +45,8 @@ def test_scenarios_show_their_faults(reports):
     assert reports["lossy"]["radio"]["lost"] > 0
     assert reports["partition"]["packets_on_air"].get("GET_BLOCKS", 0) > 0  # the cut-off side catches up
     assert reports["equivocation"]["equivocations_detected"] > 0
+    assert reports["equivocation"]["equivocations_on_chain"] > 0  # recorded by EVIDENCE txs
+    assert all(r["equivocations_on_chain"] == 0 for name, r in reports.items() if name != "equivocation")
     assert reports["equivocation"]["rejected"]["malformed"] > 0  # 4: its noise changed nothing
     late = reports["late-join"]["finalized_heights"]
     assert late["min"] >= late["max"] - 2  # the late nodes caught up

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-from blockiot.chain.consensus.events import Output
+from blockiot.chain.consensus.events import EvidenceToRecord, Output
 from blockiot.chain.consensus.messages import MsgType
 from blockiot.chain.consensus.node import NodeCore
 from blockiot.chain.consensus.params import ConsensusParams
@@ -13,7 +13,7 @@ from blockiot.chain.crypto import Identity
 from blockiot.chain.genesis import Genesis, Member, Params
 from blockiot.chain.ledger import Ledger
 from blockiot.chain.store import ChainStore
-from blockiot.chain.wire import Action, Command, decode_tx, sign_tx
+from blockiot.chain.wire import Action, Command, EquivocationProof, TxKind, decode_tx, sign_tx
 from blockiot.tools.node import NodeRunner
 
 GENESIS_TIME = 1000
@@ -29,16 +29,21 @@ class FakePort:
         self.sent.append(payload)
 
 
-def test_a_final_command_is_executed_once_and_reported(tmp_path, capsys):
+def _runner(tmp_path, member: int):
     ids = [Identity.from_seed(bytes([0x70 + i]) * 32) for i in range(3)]
     genesis = Genesis("node-cmd", GENESIS_TIME, Params(slot_seconds=10), tuple(
         Member(i, k.public_key, "validator" if i < 2 else "member", (), f"d{i}") for i, k in enumerate(ids)))
-    valve = 2
-    core = NodeCore(genesis, radio_id=3, rng=random.Random(0), now=GENESIS_TIME, identity=ids[valve],
+    core = NodeCore(genesis, radio_id=member + 1, rng=random.Random(0), now=GENESIS_TIME, identity=ids[member],
                     params=ConsensusParams.from_genesis(genesis))
     port = FakePort()
-    runner = NodeRunner(core, port, ChainStore(tmp_path), member=valve, reading_every=None, events=False,
+    runner = NodeRunner(core, port, ChainStore(tmp_path), member=member, reading_every=None, events=False,
                         clock=lambda: GENESIS_TIME + 15.0)
+    return ids, genesis, port, runner
+
+
+def test_a_final_command_is_executed_once_and_reported(tmp_path, capsys):
+    valve = 2
+    ids, genesis, port, runner = _runner(tmp_path, valve)
 
     # A block, final elsewhere, in which validator 0 orders the valve open for 600 s.
     ledger = Ledger(genesis)
@@ -53,6 +58,13 @@ def test_a_final_command_is_executed_once_and_reported(tmp_path, capsys):
     assert len(reports) == 1
     report = decode_tx(reports[0][1:])
     assert report.sender == valve and report.body == Command(valve, Action.OPEN, (600,))
+
+
+def test_evidence_to_record_is_signed_and_flooded_as_an_evidence_tx(tmp_path):
+    ids, genesis, port, runner = _runner(tmp_path, 1)
+    runner._apply(Output(events=[EvidenceToRecord(b"\x07proof")]))
+    txs = [decode_tx(p[1:]) for p in port.sent if p[0] == MsgType.TX]
+    assert [(t.kind, t.sender, t.body) for t in txs] == [(TxKind.EVIDENCE, 1, EquivocationProof(b"\x07proof"))]
 
 
 def test_node_port_auto_without_a_radio_says_what_to_plug_in(tmp_path, capsys, monkeypatch):

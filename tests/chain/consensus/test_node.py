@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blockiot.chain.consensus.events import BlockAccepted, BlockProposed, Equivocation, Finalized, Rejected
+from blockiot.chain.consensus.events import BlockAccepted, BlockProposed, Equivocation, Finalized
 from blockiot.chain.consensus.messages import BlockMsg, MsgType, decode_message, encode_message, message_type
 from blockiot.chain.consensus.params import ConsensusParams
 from blockiot.chain.consensus.recovery import restore

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from blockiot.chain.consensus.clock import SlotClock
-from blockiot.chain.consensus.evidence import (
+from blockiot.chain.evidence import (
     InvalidEvidence,
     decode_evidence,
     encode_evidence,
@@ -135,7 +135,7 @@ def _equivocation(cluster):
 def test_evidence_proves_an_equivocation(cluster):
     ev = _equivocation(cluster)
     assert decode_evidence(encode_evidence(ev)) == ev
-    assert verify_evidence(cluster.genesis, cluster.params, ev) == cluster.params.leader(1)
+    assert verify_evidence(cluster.genesis, ev, cluster.params.leader) == cluster.params.leader(1)
     assert decode_message(encode_message(EvidenceMsg(ev))) == EvidenceMsg(ev)
 
 
@@ -143,11 +143,11 @@ def test_forged_or_empty_evidence_is_refused(cluster):
     ev = _equivocation(cluster)
     other_slot = type(ev)(2, ev.first, ev.second)  # signatures were over slot 1
     with pytest.raises(InvalidEvidence):
-        verify_evidence(cluster.genesis, cluster.params, other_slot)
+        verify_evidence(cluster.genesis, other_slot, cluster.params.leader)
     same = type(ev)(1, ev.first, ev.first)
     with pytest.raises(InvalidEvidence):
-        verify_evidence(cluster.genesis, cluster.params, same)
+        verify_evidence(cluster.genesis, same, cluster.params.leader)
     stranger = Identity.from_seed(b"\x77" * 32)
     forged = type(ev.first)(**{**ev.first.__dict__, "signature": stranger.sign(b"x")})
     with pytest.raises(InvalidEvidence):
-        verify_evidence(cluster.genesis, cluster.params, make_evidence(cluster.genesis.chain_id, 1, forged, ev.second))
+        verify_evidence(cluster.genesis, make_evidence(cluster.genesis.chain_id, 1, forged, ev.second), cluster.params.leader)

@@ -1,6 +1,7 @@
 """Equivocation evidence: two headers one leader signed for one slot, each with the fields
 its signature covers, so anyone can check it with nothing but the genesis
-(docs/PROTOCOL.md §8).
+(docs/PROTOCOL.md §8). It travels as a consensus message and is recorded on chain by an
+EVIDENCE transaction (chain/state.py), which anyone can check against the genesis alone.
 
 Evidence::
 
@@ -11,15 +12,14 @@ Evidence::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from construct import Bytes, ConstructError, Int8ub, Struct, Terminated, VarInt
 
-from ..crypto import HASH_LEN, SIGNATURE_LEN, verify
-from ..errors import ChainError, DecodeError
-from ..genesis import Genesis
-from ..ledger import AppliedBlock
-from ..wire import MAX_VARINT, block_id, header_signing_bytes, tx_root
-from .params import ConsensusParams
+from .crypto import HASH_LEN, SIGNATURE_LEN, verify
+from .errors import ChainError, DecodeError
+from .genesis import Genesis
+from .wire import MAX_VARINT, block_id, header_signing_bytes, tx_root
 
 
 class InvalidEvidence(ChainError):
@@ -63,8 +63,9 @@ _PROOF = Struct(
 EVIDENCE = Struct("slot" / VarInt, "first" / _PROOF, "second" / _PROOF, Terminated)
 
 
-def proof_of(applied: AppliedBlock, parent_id: bytes) -> HeaderProof:
-    """The header proof of a block this node validated (it knows the parent and both roots)."""
+def proof_of(applied, parent_id: bytes) -> HeaderProof:
+    """The header proof of a block this node validated (a ledger AppliedBlock: it knows the
+    parent and both roots)."""
     h = applied.block.header
     return HeaderProof(h.version, h.height, parent_id, tx_root(applied.block.txs), applied.state_root, h.signature)
 
@@ -97,14 +98,14 @@ def decode_evidence(raw: bytes) -> Evidence:
     return Evidence(c.slot, proofs[0], proofs[1])
 
 
-def verify_evidence(genesis: Genesis, params: ConsensusParams, ev: Evidence) -> int:
+def verify_evidence(genesis: Genesis, ev: Evidence, leader_for_slot: Callable[[int], int]) -> int:
     """Check the evidence; return the registry index of the equivocating leader.
 
     Raises InvalidEvidence unless both headers are validly signed by the leader of the
     slot and name different blocks.
     """
     chain_id = genesis.chain_id
-    leader = params.leader(ev.slot)
+    leader = leader_for_slot(ev.slot)
     key = genesis.member(leader).public_key
     ids = []
     for proof in (ev.first, ev.second):
