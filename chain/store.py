@@ -74,6 +74,18 @@ class ChainStore:
             raise StoreError(f"{self.data_dir} holds no chain (no genesis)")
         return decode_genesis(stored)
 
+    # --- the validator's finality lock (docs/PROTOCOL.md §6.2 H2) -----------------------
+
+    def lock(self) -> int:
+        """The highest justified slot of any block this validator signed (-1: none)."""
+        stored = self._meta("lock")
+        return int.from_bytes(stored, "big", signed=True) if stored is not None else -1
+
+    def set_lock(self, slot: int) -> None:
+        """Keep the lock before the block that raised it goes on air."""
+        value = slot.to_bytes(8, "big", signed=True)
+        self._write(lambda: self.db["meta"].upsert({"key": "lock", "value": value}, pk="key"))
+
     # --- blocks -------------------------------------------------------------------------
 
     def head(self) -> tuple[int, bytes, int] | None:

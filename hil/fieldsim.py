@@ -280,6 +280,7 @@ class FieldSim:
             ledger=ledger,
             finalized=finalized,
             time_source=node.clock.time_source,
+            lock=node.disk.lock() if from_disk and node.disk is not None else -1,
         )
         frame_airtime = time_on_air(255, self.params_lora)
         node.link = Link(
@@ -467,6 +468,8 @@ class FieldSim:
     # --- what a core produced ----------------------------------------------------------
 
     def _output(self, node: SimNode, out: Output, t: float) -> None:
+        if node.disk is not None and out.lock is not None:
+            node.disk.set_lock(out.lock)
         for send in out.sends:
             hop = self.config.hop_limit if send.hop_limit is None else send.hop_limit
             for frame in node.link.send(send.payload, t):

@@ -164,6 +164,7 @@ class SimMetrics:
             "finality_p95_slots": _round(p95 / slot if p95 is not None else None),
             "finality_p50_s": _round(p50),
             "finality_p95_s": _round(p95),
+            "lossless_finality_slots": 2 * self.params.q - 1,  # PROTOCOL §6.2: the least blocks-as-votes allow
             "obft_bound_slots": self.params.obft_k,
             "tx_inclusion_p50_s": _round(percentile(inclusion, 50)),
             "tx_inclusion_p95_s": _round(percentile(inclusion, 95)),

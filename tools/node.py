@@ -76,6 +76,7 @@ def run(args) -> int:
             params=ConsensusParams.from_genesis(genesis, hop_latency_s=driver.airtime(130) + 0.5),
             ledger=ledger,
             finalized=finalized,
+            lock=store.lock(),
         )
         runner = NodeRunner(core, port, store, member=member, reading_every=args.reading_every, events=args.events)
         runner.run(now + args.seconds)
@@ -146,6 +147,8 @@ class NodeRunner:
             self._apply(self.core.submit(self._sign(now, command.report(self.member)), now))
 
     def _apply(self, out: Output) -> None:
+        if out.lock is not None:
+            self.store.set_lock(out.lock)
         for applied in out.persist:
             self.store.append(applied)
             self.final.redo(applied.diff)

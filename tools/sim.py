@@ -87,7 +87,8 @@ def summary(r: dict) -> str:
         f"{r['scenario']}: {r['nodes']} nodes, {r['validators']} validators, {r['field_hours']:g} h on {r['preset']}, "
         f"{r['slot_seconds']:g} s slots, seed {r['seed']} ({r['wall_s']} s wall)",
         f"finality ({r['finality_rule']}): p50 {_num(r['finality_p50_slots'])} slots ({_num(r['finality_p50_s'])} s), "
-        f"p95 {_num(r['finality_p95_slots'])} slots; Ouroboros-BFT bound {r['obft_bound_slots']} slots",
+        f"p95 {_num(r['finality_p95_slots'])} slots; lossless floor {r['lossless_finality_slots']} slots "
+        f"(Ouroboros-BFT's unsafe depth {r['obft_bound_slots']})",
         f"blocks: {r['blocks_proposed']} proposed, {r['blocks_finalized']} on the finalized chain",
         f"transactions: {r['txs_finalized']} of {r['txs_sent']} finalized, inclusion p95 {_num(r['tx_inclusion_p95_s'])} s",
         "on air: " + ", ".join(f"{kind} {size} B" for kind, size in r["bytes_on_air"].items()),

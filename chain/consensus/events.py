@@ -84,8 +84,10 @@ Event = BlockProposed | BlockAccepted | Finalized | Rejected | Equivocation | Ev
 
 @dataclass
 class Output:
-    """The result of one call: send these, persist these (in order), and what happened."""
+    """The result of one call: keep `lock` (when set) and `persist` (in order) on disk
+    first, then send these; and what happened."""
 
     sends: list[Send] = field(default_factory=list)
     persist: list[AppliedBlock] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    lock: int | None = None

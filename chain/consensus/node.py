@@ -7,8 +7,10 @@ time; messages to send, finalized blocks to persist and events come out
     out = core.tick(t)                                 # when core.next_deadline() is due
     out = core.submit(raw_tx, t)                       # this device's own transaction
 
-The caller sends `out.sends` (flooded or to neighbours only), appends `out.persist` to the
-chain store in order, and reads `out.events`.
+The caller first keeps `out.lock` on disk when it is set (the validator's finality lock,
+PROTOCOL §6.2 H2; pass it back as `lock=` after a restart), appends `out.persist` to the
+chain store in order, then sends `out.sends` (flooded or to neighbours only) and reads
+`out.events`.
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ from .events import (
     Send,
 )
 from ..evidence import Evidence, InvalidEvidence, encode_evidence, make_evidence, proof_of, verify_evidence
+from .finality import GENESIS_SLOT, replay
 from .mempool import Mempool
 from .messages import (
     BlockMsg,
@@ -84,6 +87,7 @@ class _Request:
     tries: int = 0
     tried: set[int] = field(default_factory=set)
     prefer: int | None = None
+    skipped: bool = False  # a catch-up has made its validator skip one own slot already
 
 
 @dataclass
@@ -119,6 +123,7 @@ class NodeCore:
         ledger: Ledger | None = None,
         finalized: Iterable[tuple[int, bytes, bytes]] = (),
         time_source: bool = True,
+        lock: int = GENESIS_SLOT,
     ) -> None:
         self.genesis = genesis
         self.params = params if params is not None else ConsensusParams.from_genesis(genesis)
@@ -134,16 +139,19 @@ class NodeCore:
         self.ledger = ledger if ledger is not None else Ledger(genesis)
         if self.ledger.store is not None:
             raise ConsensusConfigError("the core's ledger must not write a store: persist Output.persist instead")
-        self.tree = BlockTree(self.ledger, self.params)
         self.final = FinalizedChain(genesis.chain_id)
+        slots = []
         for height, block_id, raw in finalized:
             self.final.append(height, block_id, raw)
+            slots.append(decode_block(raw).header.slot)
+        self.tree = BlockTree(self.ledger, self.params, replay(slots, self.params.n, self.params.q))
+        self._lock = lock  # H2: the highest J of any block this validator signed
         self.clock = SlotClock(self.params, time_source=time_source)
         self.mempool = Mempool(self.params.mempool_size)
         self._rng = rng
         self._now = now
         self._boot_guard = self.clock.slot(now) + 1 if self.clock.synced else None
-        self._last_signed = -1
+        self._last_turn = -1  # our last slot as leader: signed, or passed for a reason
         self._orphans: OrderedDict[bytes, _Orphan] = OrderedDict()
         self._pending: dict[bytes, _Pending] = {}
         self._requests: dict[bytes, _Request] = {}
@@ -155,6 +163,7 @@ class NodeCore:
         self._good: OrderedDict[int, float] = OrderedDict()
         self._validator_radios: set[int] = set()  # radios heard sending their own blocks
         self._seen_txs: OrderedDict[bytes, None] = OrderedDict()
+        self._bad_tips: OrderedDict[bytes, None] = OrderedDict()  # branches leaving our finalized chain
 
     # --- views -------------------------------------------------------------------------
 
@@ -235,14 +244,16 @@ class NodeCore:
             return None
         current = self.clock.slot(self._now)
         if self.params.finality == "obft":
-            ahead = 1
+            slot = current + 1
         elif not self.is_validator:
             return None
         else:
-            n = self.params.n
-            ahead = (self.params.validators.index(self.member) - current) % n or n
+            # Our next turn not yet taken: the current slot if we lead it and have not acted
+            # (a message arriving early in our slot must not make us miss it).
+            first = max(current, self._last_turn + 1, self._boot_guard + 1)
+            slot = first + (self.params.validators.index(self.member) - first) % self.params.n
         # A microsecond into the slot, so that float rounding cannot leave us in the one before.
-        return self.clock.local(self.params.slot_start(current + ahead)) + SLOT_EPSILON_S
+        return self.clock.local(self.params.slot_start(slot)) + SLOT_EPSILON_S
 
     # --- dispatch ----------------------------------------------------------------------
 
@@ -369,9 +380,9 @@ class NodeCore:
 
     def _after_growth(self, node: BlockNode, now: float, out: Output) -> None:
         if self.params.finality == "quorum":
-            certified = self.tree.certified_by(node)
-            if certified is not None:
-                self._finalize(certified, now, out)
+            final = self.tree.final_of(node)
+            if final is not None:
+                self._finalize(final, now, out)
         else:
             self._settle_by_depth(now, out)
 
@@ -399,16 +410,22 @@ class NodeCore:
         if not self.is_validator or self._boot_guard is None:
             return
         slot = self.clock.slot(now)
-        if self.params.leader(slot) != self.member or slot <= max(self._last_signed, self._boot_guard):
+        if self.params.leader(slot) != self.member or slot <= max(self._last_turn, self._boot_guard):
             return
+        self._last_turn = slot  # one decision per turn, whichever it is
         parent = self.tree.head
-        if parent.slot >= slot or _CATCH_UP in self._requests:
-            return  # a block on a head we know to be behind could only lose
-        self._last_signed = slot
+        if parent.slot >= slot or parent.vote.just < self._lock:
+            return  # H2: not until we hold a chain as justified as our last block's
+        catch_up = self._requests.get(_CATCH_UP)
+        if catch_up is not None and not catch_up.skipped:
+            catch_up.skipped = True  # we know we are behind: a block on a stale head would likely lose
+            return
         self.tree.goto(parent)
         heard_before = now - self.params.tx_settle
         candidates = self.mempool.candidates(self.ledger.state, self.params.max_block_txs, heard_before)
         node = self.tree.build(self.identity, slot, parent, candidates)
+        if node.vote.just > self._lock:
+            self._lock = out.lock = node.vote.just
         block = node.applied.block
         out.sends.append(Send(self._block_message(block, parent.id), MsgType.BLOCK, None, PRIORITY_BLOCK))
         tx_ids = tuple(tx_id(raw) for raw in block.txs)
@@ -491,7 +508,7 @@ class NodeCore:
         """Ask for the blocks up to `tip`, starting after our head: usually only a block or
         two were missed on our own branch (if not, the answer says so and we ask from our
         finalized block)."""
-        if _CATCH_UP in self._requests:
+        if _CATCH_UP in self._requests or tip in self._bad_tips:
             return
         delay = self._rng.uniform(0.5, 1.0) * self.params.tx_settle * self._patience  # the flood may still bring it
         start = max(self.tree.root.height + 1, min(self.tree.head.height + 1, tip_height))
@@ -574,9 +591,13 @@ class NodeCore:
             parent = self._parent(header.parent_prefix, header.height, out)
             if parent is None:
                 if highest is None and start == req.from_height and msg.tip == req.tip:
-                    # the tip's branch left ours below where we asked: ask from our finalized block
-                    req.from_height = self.tree.root.height + 1
-                    self._ask_again(req, now, out)
+                    if req.from_height > self.tree.root.height + 1 and self.final.height_of(header.parent_prefix) is None:
+                        # the tip's branch left ours below where we asked: ask from our finalized block
+                        req.from_height = self.tree.root.height + 1
+                        self._retry(_CATCH_UP, req, now, out)
+                    else:
+                        self._refuse_tip(req.tip, out)
+                        return
                 break
             if self._accept(raw, parent, now, out, fresh_hops=None) is None:
                 break
@@ -594,6 +615,18 @@ class NodeCore:
         req.deadline = now + self.params.request_timeout  # more frames of the answer may come
         if not msg.more:
             self._ask_again(req, now, out)
+
+    def _refuse_tip(self, tip: bytes, out: Output) -> None:
+        """The tip's branch leaves our finalized chain: close the catch-up for it and forget
+        the orphans waiting on it; nothing on that branch can ever be taken."""
+        del self._requests[_CATCH_UP]
+        self._bad_tips[tip] = None
+        while len(self._bad_tips) > self.params.max_orphans:
+            self._bad_tips.popitem(last=False)
+        for ref, orphan in list(self._orphans.items()):
+            if orphan.compact.header.parent_prefix == tip:
+                del self._orphans[ref]
+        out.events.append(Rejected("batch", "conflicts-finalized", "the branch asked for leaves the finalized chain"))
 
     def _ask_again(self, req: _Request, now: float, out: Output) -> None:
         req.tries = 0

@@ -1,6 +1,7 @@
 """The block tree above the finalized block: every valid branch a node holds, validated
 on its own branch by one working `Ledger` that moves between branches with the blocks'
-state diffs; fork choice (docs/PROTOCOL.md §5) and the finality rules (§6).
+state diffs; fork choice (docs/PROTOCOL.md §5) and the finality rules (§6; the quorum rule's
+arithmetic is `finality.py`).
 
 Below the root (the finalized block) lies the finalized chain, kept as raw blocks by
 height in `FinalizedChain` for catch-up answers.
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from ..crypto import Identity
 from ..ledger import AppliedBlock, Head, Ledger
 from ..wire import PARENT_PREFIX_LEN, decode_block
+from .finality import GENESIS_VOTE, Vote, final_slot, vote_of
 from .messages import header_ref
 from .params import ConsensusParams
 
@@ -25,6 +27,7 @@ class BlockNode:
     slot: int
     parent: "BlockNode | None"
     applied: AppliedBlock | None
+    vote: Vote
     ref: bytes | None = None
     children: list["BlockNode"] = field(default_factory=list)
 
@@ -69,11 +72,16 @@ class FinalizedChain:
 class BlockTree:
     """Valid blocks descending from the finalized root, with the best head (fork choice)."""
 
-    def __init__(self, ledger: Ledger, params: ConsensusParams) -> None:
+    def __init__(self, ledger: Ledger, params: ConsensusParams, final_votes: list[Vote] | None = None) -> None:
+        """`final_votes`: the `Vote`s of the last finalized blocks, the root's last
+        (`finality.replay` of the stored chain); the genesis' when None."""
         self.ledger = ledger
         self.params = params
         head = ledger.head
-        self.root = BlockNode(head.id, head.height, head.slot, None, None)
+        self._final_votes = list(final_votes) if final_votes else [GENESIS_VOTE]
+        if self._final_votes[-1].slot != head.slot:
+            raise ValueError("final_votes must end with the ledger head's slot")
+        self.root = BlockNode(head.id, head.height, head.slot, None, None, self._final_votes[-1])
         self.head = self.root
         self._at = self.root  # where the working ledger's state is
         self._nodes: dict[bytes, BlockNode] = {self.root.id: self.root}
@@ -142,31 +150,41 @@ class BlockTree:
 
     def _insert(self, applied: AppliedBlock, parent: BlockNode, ref: bytes) -> BlockNode:
         h = applied.block.header
-        node = BlockNode(applied.id, h.height, h.slot, parent, applied, ref)
+        vote = vote_of(self._tail(parent, h.slot - self.params.n), h.slot, parent.vote.just, self.params.n, self.params.q)
+        node = BlockNode(applied.id, h.height, h.slot, parent, applied, vote, ref)
         parent.children.append(node)
         self._nodes[node.id] = node
         self._by_prefix.setdefault(node.prefix, []).append(node)
         self._by_ref[ref] = node
         self._by_slot.setdefault(node.slot, []).append(node)
         self._at = node
-        if node.height > self.head.height:
+        if _preference(node) > _preference(self.head):
             self.head = node
         return node
 
+    def _tail(self, node: BlockNode, from_slot: int) -> list[Vote]:
+        """Votes of `node`'s chain with slots >= `from_slot`, ascending, `node`'s last;
+        below the root they come from the finalized chain's last votes."""
+        votes = []
+        for n in node.ancestors():
+            if n.slot < from_slot:
+                return votes[::-1]
+            if n is self.root:
+                break
+            votes.append(n.vote)
+        below = [v for v in self._final_votes if v.slot >= from_slot]
+        return below + votes[::-1]
+
     # --- finality ----------------------------------------------------------------------
 
-    def certified_by(self, node: BlockNode) -> BlockNode | None:
-        """The highest ancestor of `node` certified within `node`'s chain (PROTOCOL §6.2):
-        at least q blocks follow it within the n slots after it. None if none above the root."""
-        n, q = self.params.n, self.params.q
-        after = 0
-        for y in node.ancestors():
-            if y is self.root or y.slot + n < node.slot:
-                return None
-            if after >= q:
-                return y
-            after += 1
-        return None
+    def final_of(self, node: BlockNode) -> BlockNode | None:
+        """The highest block of `node`'s chain above the root that `node` makes final
+        (PROTOCOL §6.2); None if none."""
+        chain = self._tail(node, self.root.slot + 1)
+        slot = final_slot(chain, self.params.n, self.params.q, above=self.root.slot)
+        if slot is None:
+            return None
+        return next(y for y in node.ancestors() if y.slot == slot)
 
     def settled_by_depth(self, current_slot: int) -> BlockNode | None:
         """Ouroboros-BFT settlement (PROTOCOL §6.1): the highest block of the best chain whose
@@ -191,6 +209,9 @@ class BlockTree:
             return []
         path.reverse()
         self.goto(node)
+        n_slots = self.params.n
+        self._final_votes = [v for v in self._final_votes if v.slot >= node.slot - n_slots]
+        self._final_votes += [p.vote for p in path if p.slot >= node.slot - n_slots]
         keep: dict[bytes, BlockNode] = {}
         stack = [node]
         while stack:
@@ -213,5 +234,10 @@ class BlockTree:
             if n is not node:
                 self._by_slot.setdefault(n.slot, []).append(n)
         if self.head.id not in keep:
-            self.head = max(keep.values(), key=lambda n: (n.height, [-b for b in n.id]))
+            self.head = max(keep.values(), key=lambda n: (_preference(n), [-b for b in n.id]))
         return path
+
+
+def _preference(node: BlockNode) -> tuple[int, int]:
+    """Fork choice (PROTOCOL §5): the highest justified block first, then the longest chain."""
+    return node.vote.just, node.height

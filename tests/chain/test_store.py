@@ -174,3 +174,13 @@ def test_full_database_refuses_block_and_keeps_state(make_ledger, signers, store
     assert snapshot(ledger) == before
     assert store.head()[1] == ledger.head.id
     assert verify_store(store).ok
+
+
+def test_the_validators_lock_survives_a_reopen(tmp_path, store):
+    assert store.lock() == -1
+    store.set_lock(41)
+    store.set_lock(57)
+    store.close()
+    again = ChainStore(tmp_path / "node")
+    assert again.lock() == 57
+    again.close()

@@ -35,9 +35,10 @@ def test_invariants_hold_in_every_scenario(reports, scenario):
     assert report["txs_finalized"] >= 0.75 * report["txs_sent"] > 0
 
 
-def test_lossless_finality_is_within_the_ouroboros_bft_bound(reports):
+def test_lossless_finality_takes_2q_minus_1_slots_plus_the_flood(reports):
     baseline = reports["baseline"]
-    assert baseline["finality_p50_slots"] < baseline["obft_bound_slots"]
+    assert baseline["lossless_finality_slots"] == 5  # n = 4, q = 3
+    assert 5 <= baseline["finality_p50_slots"] < 6
     assert baseline["rejected"] == {} and set(baseline["bytes_on_air"]) == {"BLOCK", "TX"}
 
 

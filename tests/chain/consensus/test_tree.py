@@ -1,5 +1,6 @@
 """The block tree: validation on any branch, moving the working ledger between branches,
-the quorum-in-window rule, Ouroboros-BFT depth settlement, and pruning on finality."""
+votes, justification and finality (PROTOCOL §6.2; the arithmetic alone is in
+test_finality.py), fork choice, Ouroboros-BFT depth settlement, and pruning on finality."""
 from __future__ import annotations
 
 import pytest
@@ -28,25 +29,30 @@ def chain(cluster, tree, slots, parent=None):
     return nodes
 
 
-def test_a_block_is_certified_by_q_blocks_within_its_window(cluster, tree):
-    b1, b2, b3, b4 = chain(cluster, tree, [1, 2, 3, 4])
-    assert tree.certified_by(b3) is None  # two blocks after b1: q = 3 needs one more
-    assert tree.certified_by(b4) is b1
+def test_a_block_is_justified_by_q_votes_and_final_2q_minus_1_slots_later(cluster, tree):
+    nodes = chain(cluster, tree, range(1, 7))  # n = 4, q = 3
+    assert [b.vote.just for b in nodes] == [-1, -1, -1, 1, 2, 3]  # slot u justifies u - q
+    assert tree.final_of(nodes[-2]) is None
+    assert tree.final_of(nodes[-1]) is nodes[0]  # slots 3, 4, 5 saw slot 1 justified... and 6 makes q
 
 
-def test_blocks_outside_the_window_do_not_count(cluster, tree):
-    b1, b2, b6, b7 = chain(cluster, tree, [1, 2, 6, 7])
-    assert tree.certified_by(b6) is None  # b1's window (1, 5] holds only b2
-    assert tree.certified_by(b7) is None  # b2's window (2, 6] holds only b6
-    b8 = build(cluster, tree, b7, 8)
-    assert tree.certified_by(b8) is None  # b2 has 3 blocks after it, but b8 lies outside (2, 6]
-    b9 = build(cluster, tree, b8, 9)
-    assert tree.certified_by(b9) is b6  # (6, 10] holds 7, 8, 9
+def test_a_gap_in_the_chain_delays_finality(cluster, tree):
+    b1, b2, b6, b7, b8, b9 = chain(cluster, tree, [1, 2, 6, 7, 8, 9])
+    assert b6.vote.just == -1 and b9.vote.just == 6  # b1, b2 never get q votes in their windows
+    assert all(tree.final_of(b) is None for b in (b6, b7, b8, b9))
+    b10, b11 = chain(cluster, tree, [10, 11], parent=b9)
+    assert tree.final_of(b10) is None
+    assert tree.final_of(b11) is b6  # 9, 10, 11 have J >= 6 and slots 6..8 are dense
 
 
-def test_the_highest_certified_ancestor_is_returned(cluster, tree):
-    nodes = chain(cluster, tree, range(1, 8))
-    assert tree.certified_by(nodes[-1]) is nodes[-4]
+def test_fork_choice_prefers_the_highest_justified_block_over_length(cluster, tree):
+    a = chain(cluster, tree, [1, 2, 3, 4])  # a[3] justifies slot 1
+    b = chain(cluster, tree, range(5, 55, 5), parent=a[0])  # longer, but too sparse to justify anything
+    assert b[-1].vote.just == -1 < a[3].vote.just and b[-1].height > a[3].height
+    assert tree.head is a[3]
+    c = chain(cluster, tree, [55, 56, 57, 58, 59], parent=b[-1])
+    assert c[-1].vote.just == 56
+    assert tree.head is c[-1]
 
 
 def test_fork_choice_takes_the_longer_branch_and_keeps_ties(cluster, tree):
