@@ -98,6 +98,7 @@ class _Pending:
     parent: BlockNode
     txs: list[bytes | None]
     hops: int
+    origin: int
 
 
 @dataclass
@@ -105,6 +106,7 @@ class _Orphan:
     compact: CompactBlock
     received: float
     hops: int
+    origin: int
     prefilled: tuple[tuple[int, bytes], ...]
 
 
@@ -161,7 +163,7 @@ class NodeCore:
         self._evidenced: set[int] = set()
         self._neighbours: OrderedDict[int, float] = OrderedDict()
         self._good: OrderedDict[int, float] = OrderedDict()
-        self._validator_radios: set[int] = set()  # radios heard sending their own blocks
+        self._validator_radios: OrderedDict[int, None] = OrderedDict()  # neighbours whose valid blocks we heard
         self._seen_txs: OrderedDict[bytes, None] = OrderedDict()
         self._bad_tips: OrderedDict[bytes, None] = OrderedDict()  # branches leaving our finalized chain
 
@@ -302,9 +304,6 @@ class NodeCore:
         self, compact: CompactBlock, now: float, origin: int, hops: int, out: Output, prefilled=()
     ) -> None:
         ref = header_ref(compact.header)
-        if hops == 0:
-            self._good_neighbour(origin, now)  # its leader, in range: it holds the chain
-            self._validator_radios.add(origin)
         if self.tree.by_ref(ref) is not None or ref in self._pending or ref in self._orphans:
             return
         if self.clock.is_future(compact.header.slot, now):
@@ -315,7 +314,7 @@ class NodeCore:
         parent = self._parent(compact.header.parent_prefix, compact.header.height, out)
         if parent is None:
             if self.final.height_of(compact.header.parent_prefix) is None:
-                self._orphans[ref] = _Orphan(compact, now, hops, tuple(prefilled))
+                self._orphans[ref] = _Orphan(compact, now, hops, origin, tuple(prefilled))
                 while len(self._orphans) > self.params.max_orphans:
                     self._orphans.popitem(last=False)
                 self._start_catch_up(compact.header.parent_prefix, compact.header.height - 1, origin if hops == 0 else None, now)
@@ -325,7 +324,11 @@ class NodeCore:
         for index, raw in prefilled:
             if short_id(raw, parent.id) == compact.short_ids[index]:
                 txs[index] = raw
-        self._pending[ref] = _Pending(compact, parent, txs, hops)
+        self._pending[ref] = _Pending(compact, parent, txs, hops, origin)
+        while len(self._pending) > self.params.max_orphans:
+            oldest = next(iter(self._pending))
+            del self._pending[oldest]
+            self._requests.pop(oldest, None)
         if not self._complete(ref, out):
             # The flood may still bring the missing transactions; and a neighbour missing
             # the same ones may ask first, whose answer we hear too.
@@ -351,7 +354,14 @@ class NodeCore:
         del self._pending[ref]
         self._requests.pop(ref, None)
         raw = encode_block(pending.compact.header, pending.txs)
-        self._accept(raw, pending.parent, self._now, out, fresh_hops=pending.hops)
+        node = self._accept(raw, pending.parent, self._now, out, fresh_hops=pending.hops)
+        if node is not None and pending.hops == 0:
+            # its leader, in range: it holds the chain (only a valid block says so)
+            self._good_neighbour(pending.origin, self._now)
+            self._validator_radios.pop(pending.origin, None)
+            self._validator_radios[pending.origin] = None
+            while len(self._validator_radios) > 32:
+                self._validator_radios.popitem(last=False)
         return True
 
     def _accept(self, raw: bytes, parent: BlockNode, now: float, out: Output, *, fresh_hops: int | None) -> BlockNode | None:
@@ -375,7 +385,7 @@ class NodeCore:
         for ref, orphan in list(self._orphans.items()):
             if orphan.compact.header.parent_prefix == node.prefix and orphan.compact.header.height == node.height + 1:
                 del self._orphans[ref]
-                self._on_block(orphan.compact, now, 0, orphan.hops, out, orphan.prefilled)
+                self._on_block(orphan.compact, now, orphan.origin, orphan.hops, out, orphan.prefilled)
         return node
 
     def _after_growth(self, node: BlockNode, now: float, out: Output) -> None:
@@ -640,7 +650,7 @@ class NodeCore:
             if ref not in self._orphans:
                 continue
             del self._orphans[ref]
-            self._on_block(orphan.compact, now, 0, orphan.hops, out, orphan.prefilled)
+            self._on_block(orphan.compact, now, orphan.origin, orphan.hops, out, orphan.prefilled)
 
     # --- requests and answers ----------------------------------------------------------
 
@@ -660,7 +670,7 @@ class NodeCore:
                 while len(self._answered) > self.params.max_orphans:
                     self._answered.popitem(last=False)
                 out.sends.extend(sends)
-        elif key not in self._replies:
+        elif key not in self._replies and len(self._replies) < self.params.max_orphans:
             self._replies[key] = (now + self._rng.uniform(0, self.params.request_timeout / 2), sends)
 
     def _retry(self, key: bytes, req: _Request, now: float, out: Output) -> None:

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blockiot.chain.consensus.events import BlockAccepted, BlockProposed, Equivocation, Finalized
-from blockiot.chain.consensus.messages import BlockMsg, MsgType, decode_message, encode_message, message_type
+from blockiot.chain.consensus.messages import BlockMsg, MsgType, TxMsg, decode_message, encode_message, message_type
 from blockiot.chain.consensus.params import ConsensusParams
 from blockiot.chain.consensus.recovery import restore
 from blockiot.chain.ledger import Ledger
@@ -20,7 +20,9 @@ from blockiot.chain.wire import (
     compact_from_block,
     decode_block,
     decode_compact,
+    decode_tx,
     encode_block,
+    encode_compact,
     header_signing_bytes,
     tx_root,
 )
@@ -201,3 +203,43 @@ def test_malformed_input_never_changes_state(member_core, data):
     out = core.receive(payload, GENESIS_TIME + 8 * SLOT, origin=9, hops=0)
     assert _state(core) == before
     assert not out.persist and not any(isinstance(e, (BlockAccepted, Finalized)) for e in out.events)
+
+
+def test_a_junk_frame_early_in_its_slot_does_not_make_a_leader_miss_it(cluster):
+    core = cluster.core(2)  # leads the slots 2, 6, 10, ...
+    t = cluster.slot_time(6) + 0.1
+    out = core.receive(b"\xff", t, origin=9, hops=0)  # inside its slot, before it acted
+    assert [e.reason for e in out.events] == ["malformed"]
+    assert core.next_deadline() <= t  # the turn is still due now, not a round later
+    proposed = [e for e in core.tick(t).events if isinstance(e, BlockProposed)]
+    assert [e.slot for e in proposed] == [6]
+    assert core.next_deadline() >= cluster.slot_time(10)  # decided once
+
+
+def test_a_storm_of_forged_blocks_from_spoofed_neighbours_leaves_every_table_bounded(cluster):
+    core = cluster.core(4)
+    params = cluster.params
+    t = cluster.slot_time(3)
+    for origin in range(100, 2100):
+        unknown_parent = BlockHeader(1, 2, 2, origin.to_bytes(8, "big"), bytes(64))
+        known_parent = BlockHeader(1, 1, 2, cluster.genesis.chain_id[:8], origin.to_bytes(64, "big"))
+        for header in (unknown_parent, known_parent):  # an orphan, and a block whose txs nobody has
+            compact = decode_compact(encode_compact(header, [origin.to_bytes(6, "big")]))
+            core.receive(encode_message(BlockMsg(compact)), t, origin=origin, hops=0)
+    assert len(core._orphans) <= params.max_orphans and len(core._pending) <= params.max_orphans
+    assert len(core._requests) <= params.max_orphans + 1  # one GET_TXS per pending block, one catch-up
+    assert len(core._neighbours) <= 32 and len(core._good) <= 16 and len(core._validator_radios) == 0
+    assert core.head is core.finalized  # nothing of it was taken
+
+
+def test_only_a_valid_block_makes_its_sender_a_preferred_source(cluster):
+    core = cluster.core(4)
+    t = cluster.slot_time(3)
+    forged = BlockHeader(1, 1, 2, cluster.genesis.chain_id[:8], bytes(64))
+    core.receive(encode_message(BlockMsg(decode_compact(encode_compact(forged, [])))), t, origin=77, hops=0)
+    core.receive(encode_message(TxMsg(decode_tx(cluster.reading(5)))), t + 1, origin=88, hops=0)  # an ordinary neighbour, heard more recently
+    orphan = BlockHeader(1, 5, 3, bytes(8), bytes(64))
+    core.receive(encode_message(BlockMsg(decode_compact(encode_compact(orphan, [])))), t + 2, origin=99, hops=2)
+    out = core.tick(core.next_deadline())
+    asked = [decode_message(s.payload) for s in out.sends if s.kind is MsgType.GET_BLOCKS]
+    assert [m.to for m in asked] == [88]  # the forger was not preferred
