@@ -74,6 +74,7 @@ ANYONE = 0
 SLOT_EPSILON_S = 1e-6
 PATIENCE = 4.0
 _CATCH_UP = b"catch-up"
+_STALE = object()
 
 
 @dataclass
@@ -152,6 +153,7 @@ class NodeCore:
         self.mempool = Mempool(self.params.mempool_size)
         self._rng = rng
         self._now = now
+        self._deadline: float | None | object = _STALE
         self._boot_guard = self.clock.slot(now) + 1 if self.clock.synced else None
         self._last_turn = -1  # our last slot as leader: signed, or passed for a reason
         self._orphans: OrderedDict[bytes, _Orphan] = OrderedDict()
@@ -182,6 +184,7 @@ class NodeCore:
     def receive(self, payload: bytes, now: float, *, origin: int, hops: int) -> Output:
         """A message the radio delivered; `origin` made it, `hops` relays brought it (0: direct)."""
         self._now = now
+        self._deadline = _STALE  # every call may change what is due
         out = Output()
         try:
             msg = decode_message(payload)
@@ -199,6 +202,7 @@ class NodeCore:
     def submit(self, raw_tx: bytes, now: float) -> Output:
         """This device's own signed transaction: keep it and flood it once."""
         self._now = now
+        self._deadline = _STALE  # every call may change what is due
         out = Output()
         msg = TxMsg(decode_tx(raw_tx))
         self._on_tx(msg, out)
@@ -209,6 +213,7 @@ class NodeCore:
     def tick(self, now: float) -> Output:
         """Run what is due at `now`: proposing in our slot, retries, delayed answers."""
         self._now = now
+        self._deadline = _STALE  # every call may change what is due
         out = Output()
         self._maybe_propose(now, out)
         if self.params.finality == "obft":
@@ -232,14 +237,17 @@ class NodeCore:
         return out
 
     def next_deadline(self) -> float | None:
-        """The local time at which `tick` has something to do, or None."""
-        times = [req.deadline for req in self._requests.values()]
-        times += [due for due, _ in self._replies.values()]
-        times += [due for due, _ in self._evidence_out.values()]
-        slot = self._next_slot_time()
-        if slot is not None:
-            times.append(slot)
-        return min(times, default=None)
+        """The local time at which `tick` has something to do, or None (kept until the next
+        call into the core: runtimes ask far more often than anything changes)."""
+        if self._deadline is _STALE:
+            times = [req.deadline for req in self._requests.values()]
+            times += [due for due, _ in self._replies.values()]
+            times += [due for due, _ in self._evidence_out.values()]
+            slot = self._next_slot_time()
+            if slot is not None:
+                times.append(slot)
+            self._deadline = min(times, default=None)
+        return self._deadline
 
     def _next_slot_time(self) -> float | None:
         if not self.clock.synced:
