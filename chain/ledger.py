@@ -69,9 +69,10 @@ class Ledger:
 
     # --- applying blocks --------------------------------------------------------------
 
-    def apply_block(self, raw: bytes) -> AppliedBlock:
-        """Validate a full block against the head and apply it (and persist it, with a store)."""
-        block = decode_block(raw)
+    def apply_block(self, raw: bytes, decoded: Block | None = None) -> AppliedBlock:
+        """Validate a full block against the head and apply it (and persist it, with a store).
+        `decoded`: the same block already decoded from `raw` (saves decoding it again)."""
+        block = decoded if decoded is not None and decoded.raw == raw else decode_block(raw)
         h = block.header
         if h.height != self.head.height + 1:
             raise InvalidBlock(f"block height {h.height} does not follow head {self.head.height}")

@@ -17,6 +17,7 @@ do not use them unchanged.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Callable, Iterable
 
 from construct import (
@@ -32,6 +33,7 @@ from .genesis import Genesis
 from .wire import MAX_NONCE, Command, Reading, Tx, TxKind, tx_signing_bytes
 from .contracts.onchain import CONTRACT_TABLES, ContractRuntime, apply_deploy
 
+VERIFIED_CACHE = 4096  # signatures remembered as checked
 TABLES = ("nonce", "reading", "command", "equivocation") + CONTRACT_TABLES
 
 Key = tuple
@@ -137,6 +139,9 @@ class LedgerState:
         self._encoded: dict[str, dict[Key, bytes]] = {name: {} for name in TABLES}
         self._table_roots: dict[str, bytes] = {}
         self._verify_keys = {m.index: VerifyKey(m.public_key) for m in genesis.members}
+        # (tx id, sender key) of signatures already checked: a tx heard on air is checked
+        # once, not again in every block (or branch) that carries it. Bounded.
+        self._verified: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
         self.contracts = ContractRuntime(self)  # runs deployed rules as txs and blocks apply
 
     # --- tables ---------------------------------------------------------------------
@@ -198,10 +203,18 @@ class LedgerState:
         verify_key = self._verify_keys.get(tx.sender)
         if verify_key is None:
             raise InvalidTx(f"sender {tx.sender} is not a member of this cluster")
+        seen = (tx.id, verify_key.encode()) if tx.raw else None  # the id covers the signature
+        if seen in self._verified:
+            return
         try:
             verify_key.verify(tx_signing_bytes(self.genesis.chain_id, tx.signed_part), tx.signature)
         except BadSignatureError:
             raise InvalidTx(f"bad signature on tx from sender {tx.sender} nonce {tx.nonce}") from None
+        if seen is None:
+            return
+        self._verified[seen] = None
+        if len(self._verified) > VERIFIED_CACHE:
+            self._verified.popitem(last=False)
 
     def apply_tx(self, tx: Tx, slot: int, *, verified: bool = False) -> None:
         """Validate a decoded tx against this state and apply it; raises InvalidTx and then

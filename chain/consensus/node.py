@@ -26,6 +26,7 @@ from ..errors import ChainError, DecodeError, InvalidBlock
 from ..genesis import Genesis
 from ..ledger import Ledger
 from ..wire import (
+    Block,
     CompactBlock,
     compact_from_block,
     decode_block,
@@ -361,8 +362,9 @@ class NodeCore:
             return False
         del self._pending[ref]
         self._requests.pop(ref, None)
-        raw = encode_block(pending.compact.header, pending.txs)
-        node = self._accept(raw, pending.parent, self._now, out, fresh_hops=pending.hops)
+        txs = tuple(pending.txs)
+        block = Block(pending.compact.header, txs, encode_block(pending.compact.header, txs))
+        node = self._accept(block, pending.parent, self._now, out, fresh_hops=pending.hops)
         if node is not None and pending.hops == 0:
             # its leader, in range: it holds the chain (only a valid block says so)
             self._good_neighbour(pending.origin, self._now)
@@ -372,11 +374,11 @@ class NodeCore:
                 self._validator_radios.popitem(last=False)
         return True
 
-    def _accept(self, raw: bytes, parent: BlockNode, now: float, out: Output, *, fresh_hops: int | None) -> BlockNode | None:
+    def _accept(self, block: Block, parent: BlockNode, now: float, out: Output, *, fresh_hops: int | None) -> BlockNode | None:
         """Validate and add a full block; then equivocation, clock, finality and orphans."""
         before = len(self.tree)
         try:
-            node = self.tree.add(raw, parent)
+            node = self.tree.add(block, parent)
         except (DecodeError, InvalidBlock) as exc:
             out.events.append(Rejected("block", "bad-block", str(exc)))
             return None
@@ -600,7 +602,8 @@ class NodeCore:
         highest = None
         for raw in raws:
             try:
-                header = decode_block(raw).header
+                block = decode_block(raw)
+                header = block.header
             except DecodeError as exc:
                 out.events.append(Rejected("batch", "bad-batch", str(exc)))
                 break
@@ -617,7 +620,7 @@ class NodeCore:
                         self._refuse_tip(req.tip, out)
                         return
                 break
-            if self._accept(raw, parent, now, out, fresh_hops=None) is None:
+            if self._accept(block, parent, now, out, fresh_hops=None) is None:
                 break
             highest = header.height
         if self.tree.by_prefix(req.tip) or self.final.height_of(req.tip) is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..crypto import Identity
 from ..ledger import AppliedBlock, Head, Ledger
-from ..wire import PARENT_PREFIX_LEN, decode_block
+from ..wire import PARENT_PREFIX_LEN, Block
 from .finality import GENESIS_VOTE, Vote, final_slot, vote_of
 from .messages import header_ref
 from .params import ConsensusParams
@@ -129,17 +129,15 @@ class BlockTree:
 
     # --- adding blocks -----------------------------------------------------------------
 
-    def add(self, raw: bytes, parent: BlockNode) -> BlockNode:
-        """Validate a full block on `parent`'s branch and add it; the existing node if known.
-
-        Raises DecodeError / InvalidBlock and leaves everything as it was.
-        """
-        ref = header_ref(decode_block(raw).header)
+    def add(self, block: Block, parent: BlockNode) -> BlockNode:
+        """Validate a decoded full block on `parent`'s branch and add it; the existing node
+        if known. Raises InvalidBlock and leaves everything as it was."""
+        ref = header_ref(block.header)
         known = self._by_ref.get(ref)
         if known is not None:
             return known
         self.goto(parent)
-        applied = self.ledger.apply_block(raw)  # on failure the ledger is left as it was
+        applied = self.ledger.apply_block(block.raw, block)  # on failure the ledger is left as it was
         return self._insert(applied, parent, ref)
 
     def build(self, identity: Identity, slot: int, parent: BlockNode, raw_txs: list[bytes]) -> BlockNode:

@@ -289,3 +289,20 @@ def test_diff_records_old_and_new_values(make_ledger, signers):
     assert first.diff.changes[("reading", (2, Sensor.MOISTURE))] == (None, (251, 1))
     assert second.diff.changes[("reading", (2, Sensor.MOISTURE))] == ((251, 1), (252, 2))
     assert second.diff.changes[("nonce", (0,))] == ((1,), (2,))
+
+
+def test_a_signature_checked_on_arrival_is_not_checked_again_in_a_block(make_ledger, signers, monkeypatch):
+    from nacl.signing import VerifyKey
+
+    ledger = make_ledger()
+    tx = signers.sign(1, Reading(Sensor.MOISTURE, 7))
+    ledger.state.check_signature(tx)  # as the node does when the tx is heard
+    checked = []
+    real = VerifyKey.verify
+    monkeypatch.setattr(VerifyKey, "verify", lambda self, *a: checked.append(a) or real(self, *a))
+    ledger.build_block(signers.leader(ledger, 1), 1, [tx.raw])
+    assert checked == []
+    forged = decode_tx(tx.raw[:-1] + bytes([tx.raw[-1] ^ 1]))  # same tx, another signature
+    with pytest.raises(InvalidTx):
+        ledger.state.check_signature(forged)
+    assert len(checked) == 1

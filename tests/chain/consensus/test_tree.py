@@ -81,11 +81,11 @@ def test_goto_moves_the_state_between_branches(cluster, tree):
 def test_add_validates_on_the_parents_branch(cluster, tree):
     root = tree.root
     other = Ledger(cluster.genesis)
-    raw = other.build_block(cluster.identities[cluster.params.leader(1)], 1, [cluster.reading(4)]).block.raw
+    block = other.build_block(cluster.identities[cluster.params.leader(1)], 1, [cluster.reading(4)]).block
     chain(cluster, tree, [2, 3])  # the working ledger is elsewhere
-    node = tree.add(raw, root)
-    assert node.parent is root and tree.add(raw, root) is node
-    wrong = Ledger(cluster.genesis).build_block(cluster.identities[cluster.params.leader(5)], 5, []).block.raw
+    node = tree.add(block, root)
+    assert node.parent is root and tree.add(block, root) is node
+    wrong = Ledger(cluster.genesis).build_block(cluster.identities[cluster.params.leader(5)], 5, []).block
     with pytest.raises(InvalidBlock):
         tree.add(wrong, node)  # built on the genesis, not on `node`
 
