@@ -30,6 +30,7 @@ from blockiot.chain.crypto import Identity
 from blockiot.chain.genesis import Genesis, Member, Params
 from blockiot.chain.store import ChainStore
 from blockiot.chain.wire import EquivocationProof, Reading, Sensor, compact_from_block, decode_compact, sign_tx, tx_id
+from blockiot.hil.burstloss import GilbertElliott
 from blockiot.hil.eventloop import EventLoop
 from blockiot.hil.flooding import FloodRouter, MeshPacket, MeshPacketError, Role
 from blockiot.hil.medium import Field, LogDistance, Medium, sensitivity_dbm
@@ -85,6 +86,7 @@ class SimConfig:
     capture_db: float = 6.0
     finality: str = "quorum"
     relays: str = "backbone"
+    burst: tuple[float, float, float] | None = None  # Gilbert-Elliott per receiver: good s, bad s, loss when bad
 
     def __post_init__(self) -> None:
         if self.nodes < 1 or not 1 <= self.validators <= self.nodes:
@@ -97,6 +99,8 @@ class SimConfig:
             raise SimConfigError(f"tx interval must be positive, got {self.tx_interval_s}")
         if self.relays not in RELAY_CHOICES:
             raise SimConfigError(f"relays must be one of {', '.join(RELAY_CHOICES)}, got {self.relays!r}")
+        if self.burst is not None and not (self.burst[0] > 0 and self.burst[1] > 0 and 0 <= self.burst[2] <= 1):
+            raise SimConfigError(f"burst must be (good seconds > 0, bad seconds > 0, loss in [0, 1]), got {self.burst}")
         if self.slot_seconds is not None and not 1 <= self.slot_seconds <= 3600:
             raise SimConfigError(f"slot seconds must be 1..3600, got {self.slot_seconds}")
 
@@ -143,6 +147,7 @@ class SimNode:
     disk: ChainStore | None = None
     group: int = 0
     version: int = 0
+    channel: GilbertElliott | None = None
 
     @property
     def radio_id(self) -> int:
@@ -185,8 +190,11 @@ class FieldSim:
         ]
         for node in self.nodes:
             self.medium.add_radio(node.radio_id, node.position, tx_power_dbm=config.tx_power_dbm)
+            if config.burst is not None:
+                good, bad, loss = config.burst
+                node.channel = GilbertElliott(good, bad, loss, random.Random(f"burst:{config.seed}:{node.index}"))
         self.metrics = SimMetrics(self.genesis, self.consensus, config.duration_s)
-        self.partition: tuple[float, float] | None = None
+        self.partitions: list[tuple[float, float]] = []
         self._packets: dict[bytes, MeshPacket] = {}
         self._kinds: dict[tuple[int, int], str] = {}
         self._medium_at = math.inf
@@ -237,10 +245,11 @@ class FieldSim:
         self.nodes[index].disk = ChainStore(Path(self._tmp.name) / f"node-{index}")
 
     def cut_off(self, indices: list[int], start: float, end: float) -> None:
-        """From `start` to `end`, nothing passes between these nodes and the others."""
+        """From `start` to `end`, nothing passes between these nodes and the others (call
+        again for more intervals: a flapping partition)."""
         for i in indices:
             self.nodes[i].group = 1
-        self.partition = (start, end)
+        self.partitions.append((start, end))
 
     # --- running -----------------------------------------------------------------------
 
@@ -436,10 +445,11 @@ class FieldSim:
             self.loop.schedule(nxt, self._poll_medium)
 
     def _blocked(self, receiver: SimNode, sender: SimNode, t: float) -> bool:
-        if self.partition is None or receiver.group == sender.group:
+        if receiver.channel is not None and receiver.channel.drops(t):
+            return True
+        if receiver.group == sender.group:
             return False
-        start, end = self.partition
-        return start <= t < end
+        return any(start <= t < end for start, end in self.partitions)
 
     def _receive(self, node: SimNode, raw: bytes, snr: float, t: float) -> None:
         packet = self._packets.get(raw)

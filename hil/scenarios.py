@@ -12,6 +12,10 @@ from typing import Callable
 from blockiot.hil.fieldsim import ClockModel, FieldSim, SimConfig, SimConfigError
 
 LOSSY_LOSS = 0.3
+# Bursty scenario (Gilbert-Elliott per receiver): 2 min good, 30 s fades losing 90 %: 18 % on average.
+BURST = (120.0, 30.0, 0.9)
+# Flapping scenario: a third of the validators cut off and back, each phase 1-4 slots long.
+FLAP_SLOTS = (1, 4)
 # Clock-drift scenario: nodes without a time source start up to this many drift
 # allowances off, and run this many ppm fast or slow (cheap crystals, temperature).
 DRIFT_START_ALLOWANCES = 3.0
@@ -36,6 +40,23 @@ def _nothing(sim: FieldSim) -> None:
 
 def _lossy(config: SimConfig) -> SimConfig:
     return config if config.loss else replace(config, loss=LOSSY_LOSS)
+
+
+def _bursty(config: SimConfig) -> SimConfig:
+    return config if config.burst else replace(config, burst=BURST)
+
+
+def _flapping(sim: FieldSim) -> None:
+    """During the middle third of the run the cut-off side flaps: cut, healed, cut, ..."""
+    duration = sim.config.duration_s
+    slot = sim.consensus.slot_seconds
+    rng = random.Random(f"flap:{sim.config.seed}")
+    cut = list(range(_third(sim.config.validators)))
+    t, end = duration / 3, 2 * duration / 3
+    while t < end:
+        length = rng.randint(*FLAP_SLOTS) * slot
+        sim.cut_off(cut, t, min(t + length, end))
+        t += length + rng.randint(*FLAP_SLOTS) * slot
 
 
 def _third(count: int) -> int:
@@ -84,7 +105,21 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         Scenario("baseline", "every node up, no extra loss", _same, _nothing),
         Scenario("lossy", f"{LOSSY_LOSS:.0%} random packet loss on every link (unless --loss is given)", _lossy, _nothing),
+        Scenario(
+            "bursty",
+            f"bursty loss at every receiver (Gilbert-Elliott: {BURST[0]:g} s good, {BURST[1]:g} s fades losing "
+            f"{BURST[2]:.0%}, unless --burst is given)",
+            _bursty,
+            _nothing,
+        ),
         Scenario("partition", "a third of the validators cut off for the middle third of the run, then healed", _same, _partition),
+        Scenario(
+            "flapping",
+            f"a third of the validators cut off and back again and again ({FLAP_SLOTS[0]}-{FLAP_SLOTS[1]} slots each) "
+            "for the middle third of the run, then healed",
+            _same,
+            _flapping,
+        ),
         Scenario("leader-crash", "validator 0 dies at 1/3 of the run and restarts from its disk at 2/3", _same, _leader_crash),
         Scenario(
             "equivocation",

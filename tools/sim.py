@@ -6,6 +6,7 @@ docs/PROTOCOL.md.
 """
 from __future__ import annotations
 
+import argparse
 import json
 
 from blockiot.hil.fieldsim import RELAY_CHOICES, SimConfig
@@ -34,6 +35,8 @@ def register(subparsers) -> None:
     add("--hours", type=float, default=_DEFAULTS.hours, help=f"field time to simulate (default {_DEFAULTS.hours:g})")
     add("--preset", default=_DEFAULTS.preset, help=f"Meshtastic preset: {', '.join(preset_display_names())} (default LongFast)")
     add("--loss", type=float, default=_DEFAULTS.loss, help="extra random loss per reception, 0..1 (default 0; lossy: 0.3)")
+    add("--burst", type=_burst, metavar="GOOD,BAD,LOSS",
+        help="bursty loss at every receiver, Gilbert-Elliott: seconds good, seconds bad, loss when bad (bursty: 120,30,0.9)")
     add("--seed", type=int, default=_DEFAULTS.seed, help="random seed: same seed, same run (default 1)")
     add("--scenario", default=_DEFAULTS.scenario, choices=list(SCENARIOS), help="what goes wrong (default baseline)")
     add("--json", action="store_true", help="print one JSON object")
@@ -52,6 +55,14 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def _burst(text: str) -> tuple[float, float, float]:
+    try:
+        good, bad, loss = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GOOD,BAD,LOSS such as 120,30,0.9, not {text!r}") from None
+    return good, bad, loss
+
+
 def run(args) -> int:
     config = SimConfig(
         nodes=args.nodes,
@@ -59,6 +70,7 @@ def run(args) -> int:
         hours=args.hours,
         preset=args.preset,
         loss=args.loss,
+        burst=args.burst,
         seed=args.seed,
         scenario=args.scenario,
         slot_seconds=args.slot_seconds,
