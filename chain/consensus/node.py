@@ -89,7 +89,6 @@ class _Request:
     tries: int = 0
     tried: set[int] = field(default_factory=set)
     prefer: int | None = None
-    skipped: bool = False  # a catch-up has made its validator skip one own slot already
 
 
 @dataclass
@@ -169,6 +168,7 @@ class NodeCore:
         self._validator_radios: OrderedDict[int, None] = OrderedDict()  # neighbours whose valid blocks we heard
         self._seen_txs: OrderedDict[bytes, None] = OrderedDict()
         self._bad_tips: OrderedDict[bytes, None] = OrderedDict()  # branches leaving our finalized chain
+        self._repeat: tuple[float, Send] | None = None  # our block's second flood, if due
 
     # --- views -------------------------------------------------------------------------
 
@@ -226,6 +226,9 @@ class NodeCore:
             if due <= now:
                 del self._replies[key]
                 out.sends.extend(sends)
+        if self._repeat is not None and self._repeat[0] <= now:
+            out.sends.append(self._repeat[1])  # our block's second flood
+            self._repeat = None
         for slot, (due, ev) in list(self._evidence_out.items()):
             if due <= now:
                 del self._evidence_out[slot]
@@ -244,6 +247,8 @@ class NodeCore:
             times = [req.deadline for req in self._requests.values()]
             times += [due for due, _ in self._replies.values()]
             times += [due for due, _ in self._evidence_out.values()]
+            if self._repeat is not None:
+                times.append(self._repeat[0])
             slot = self._next_slot_time()
             if slot is not None:
                 times.append(slot)
@@ -436,10 +441,6 @@ class NodeCore:
         parent = self.tree.head
         if parent.slot >= slot or parent.vote.just < self._lock:
             return  # H2: not until we hold a chain as justified as our last block's
-        catch_up = self._requests.get(_CATCH_UP)
-        if catch_up is not None and not catch_up.skipped:
-            catch_up.skipped = True  # we know we are behind: a block on a stale head would likely lose
-            return
         self.tree.goto(parent)
         heard_before = now - self.params.tx_settle
         candidates = self.mempool.candidates(self.ledger.state, self.params.max_block_txs, heard_before)
@@ -447,10 +448,24 @@ class NodeCore:
         if node.vote.just > self._lock:
             self._lock = out.lock = node.vote.just
         block = node.applied.block
-        out.sends.append(Send(self._block_message(block, parent.id), MsgType.BLOCK, None, PRIORITY_BLOCK))
+        send = Send(self._block_message(block, parent.id), MsgType.BLOCK, None, PRIORITY_BLOCK)
+        out.sends.append(send)
+        if self._round_had_gaps(parent, slot):
+            self._repeat = (now + self.params.slot_seconds / 3, send)
         tx_ids = tuple(tx_id(raw) for raw in block.txs)
         out.events.append(BlockProposed(node.id, parent.id, node.height, node.slot, tx_ids, now))
         self._after_growth(node, now, out)
+
+    def _round_had_gaps(self, parent: BlockNode, slot: int) -> bool:
+        """Whether our chain misses a block of the n - 1 slots before `slot` (lost, late or
+        withheld): then blocks are not reaching the next leaders, and ours goes twice."""
+        first = slot - self.params.n + 1
+        held = 0
+        for y in parent.ancestors():
+            if y.slot < first:
+                break
+            held += 1
+        return held < self.params.n - 1
 
     def _block_message(self, block, parent_id: bytes) -> bytes:
         """The compact block, plus as many of its transactions in full as still fit one
