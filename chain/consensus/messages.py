@@ -13,6 +13,19 @@
 `to` is the radio id of the one neighbour asked (0: any neighbour). `ref` names a block
 by the first 8 bytes of BLAKE2b-256 of its compact header, `tip` by its id prefix.
 Decoding untrusted bytes returns a validated message or raises DecodeError.
+
+Indices are canonical: in GET_TXS, TXS and a BLOCK's prefilled txs they are strictly
+increasing (no repeat, no disorder) and below the block's size (`MAX_BLOCK_TXS`, or the
+`max_block_txs` the caller passes), and a GET_TXS or TXS names at least one. So a request
+names each transaction at most once and its answer holds at most the block's
+transactions (before: a 524 B GET_TXS repeating indices drew a 36 KB TXS).
+
+Sizes. `encode_message` encodes any valid message whatever its size; the link carries at
+most `MAX_MESSAGE_BYTES` (radio/link.py's max_message) and a single radio frame carries
+`ConsensusParams.frame_bytes`. Answers that may be long are cut with `pack_txs` (TXS)
+and `pack_blocks` (BLOCKS): each message they return is at most the `max_bytes` given
+(one frame), except that a single item too big for it goes alone, and never above
+`MAX_MESSAGE_BYTES` (`pack_blocks` stops before a block that cannot go even alone).
 """
 from __future__ import annotations
 
@@ -26,6 +39,8 @@ from ..crypto import blake2b256
 from ..errors import DecodeError
 from ..wire import (
     MAX_BLOCK_TXS,
+    MAX_TX_BYTES,
+    MAX_TX_BYTES_BY_KIND,
     MAX_VARINT,
     PARENT_PREFIX_LEN,
     BlockHeader,
@@ -39,6 +54,8 @@ from ..evidence import Evidence, decode_evidence, encode_evidence
 
 REF_LEN = 8
 TIP_LEN = PARENT_PREFIX_LEN
+MAX_MESSAGE_BYTES = 4096  # the link layer's max_message: no node accepts a longer message
+MAX_RAW_TX_BYTES = max(MAX_TX_BYTES, *MAX_TX_BYTES_BY_KIND.values())
 
 
 class MsgType(enum.IntEnum):
@@ -120,7 +137,14 @@ def message_type(payload: bytes) -> MsgType | None:
 
 
 def encode_message(msg: Message) -> bytes:
-    """One message as it goes on air."""
+    """One message as it goes on air (DecodeError for a message that peers would refuse,
+    such as unsorted or repeated indices). Its size is not bounded here: see `pack_txs`."""
+    if isinstance(msg, GetTxs):
+        _check_indices(msg.indices, MAX_BLOCK_TXS)
+    elif isinstance(msg, Txs):
+        _check_items(msg.items, MAX_BLOCK_TXS)
+    elif isinstance(msg, BlockMsg):
+        _check_items(msg.prefilled, len(msg.compact.short_ids), allow_empty=True)
     try:
         if isinstance(msg, TxMsg):
             return bytes([MsgType.TX]) + msg.tx.raw
@@ -145,8 +169,13 @@ def encode_message(msg: Message) -> bytes:
     raise DecodeError(f"not a consensus message: {type(msg).__name__}")
 
 
-def decode_message(payload: bytes) -> Message:
-    """Decode one message from untrusted bytes; raises DecodeError on anything malformed."""
+def decode_message(payload: bytes, *, max_block_txs: int = MAX_BLOCK_TXS) -> Message:
+    """Decode one message from untrusted bytes; raises DecodeError on anything malformed.
+
+    `max_block_txs` bounds the indices of GET_TXS and TXS (a node whose blocks never hold
+    more than its `ConsensusParams.max_block_txs` may pass that; the default is the wire
+    format's `MAX_BLOCK_TXS`)."""
+    bound = min(max_block_txs, MAX_BLOCK_TXS)
     kind = message_type(payload)
     if kind is None:
         raise DecodeError("empty message or unknown message type")
@@ -168,14 +197,19 @@ def decode_message(payload: bytes) -> Message:
         raise DecodeError(f"malformed {kind.name} message: {str(exc).strip().splitlines()[-1]}") from None
     if kind is MsgType.BLOCK:
         compact = decode_compact(bytes(c.compact))
-        prefilled = _indexed(c.prefilled, len(compact.short_ids))
+        prefilled = tuple((item.index, bytes(item.raw)) for item in c.prefilled)
+        _check_items(prefilled, len(compact.short_ids), allow_empty=True)
         return BlockMsg(compact, prefilled)
     if kind is MsgType.GET_TXS:
-        if len(c.indices) > MAX_BLOCK_TXS or any(i >= MAX_BLOCK_TXS for i in c.indices) or c.to > MAX_VARINT:
-            raise DecodeError("GET_TXS asks for indices out of range")
-        return GetTxs(c.to, bytes(c.ref), tuple(c.indices))
+        if c.to > MAX_VARINT:
+            raise DecodeError("GET_TXS names a radio id out of range")
+        indices = tuple(c.indices)
+        _check_indices(indices, bound)
+        return GetTxs(c.to, bytes(c.ref), indices)
     if kind is MsgType.TXS:
-        return Txs(bytes(c.ref), _indexed(c.txs, MAX_BLOCK_TXS))
+        items = tuple((item.index, bytes(item.raw)) for item in c.txs)
+        _check_items(items, bound)
+        return Txs(bytes(c.ref), items)
     if kind is MsgType.GET_BLOCKS:
         if c.to > MAX_VARINT or c.from_height > MAX_VARINT:
             raise DecodeError("GET_BLOCKS fields out of range")
@@ -183,8 +217,69 @@ def decode_message(payload: bytes) -> Message:
     return Blocks(bytes(c.tip), bool(c.more), bytes(c.frame))
 
 
-def _indexed(items, bound: int) -> tuple[tuple[int, bytes], ...]:
-    """(index, raw tx) pairs with every index below `bound`."""
-    if len(items) > MAX_BLOCK_TXS or any(item.index >= bound for item in items):
-        raise DecodeError("transaction indices out of range")
-    return tuple((item.index, bytes(item.raw)) for item in items)
+def _check_indices(indices, bound: int, *, allow_empty: bool = False) -> None:
+    """Transaction indices: strictly increasing, each below `bound`, at least one unless
+    `allow_empty` (so there are at most `bound` of them)."""
+    if not indices and not allow_empty:
+        raise DecodeError("names no transaction index")
+    if any(not isinstance(i, int) or i < 0 for i in indices):
+        raise DecodeError("transaction indices must be integers >= 0")
+    if any(a >= b for a, b in zip(indices, indices[1:])):
+        raise DecodeError("transaction indices repeat or are out of order")
+    if indices and indices[-1] >= bound:
+        raise DecodeError(f"transaction index {indices[-1]} is beyond a block of {bound}")
+
+
+def _check_items(items, bound: int, *, allow_empty: bool = False) -> None:
+    """(index, raw tx) pairs: indices as `_check_indices`, each raw no longer than a tx."""
+    _check_indices(tuple(index for index, _ in items), bound, allow_empty=allow_empty)
+    if any(len(raw) > MAX_RAW_TX_BYTES for _, raw in items):
+        raise DecodeError(f"a transaction longer than {MAX_RAW_TX_BYTES} B")
+
+
+# --- answers cut to size -----------------------------------------------------------------
+
+
+def pack_txs(ref: bytes, items, max_bytes: int) -> list[bytes]:
+    """TXS messages carrying the (index, raw tx) `items` (strictly increasing indices) in
+    order, each at most `max_bytes` long: pass `ConsensusParams.frame_bytes` for one radio
+    frame each. A transaction too big for `max_bytes` goes alone (a tx is at most
+    `MAX_RAW_TX_BYTES`, so that message is always below `MAX_MESSAGE_BYTES`)."""
+    items = tuple((int(index), bytes(raw)) for index, raw in items)
+    _check_items(items, MAX_BLOCK_TXS, allow_empty=True)
+    messages: list[bytes] = []
+    batch: list[tuple[int, bytes]] = []
+    for item in items:
+        if batch and len(encode_message(Txs(ref, tuple(batch + [item])))) > max_bytes:
+            messages.append(encode_message(Txs(ref, tuple(batch))))
+            batch = []
+        batch.append(item)
+    if batch:
+        messages.append(encode_message(Txs(ref, tuple(batch))))
+    return messages
+
+
+def pack_blocks(tip: bytes, raws, start: int, codec, *, max_bytes: int, max_block_bytes: int) -> list[bytes]:
+    """BLOCKS messages for consecutive blocks `raws` (heights from `start`) along the chain
+    ending at `tip`: each one compressed sync batch (`codec.pack_batch`, chain.compression)
+    as long as its message stays within `max_bytes` (one frame); a block too big for that
+    goes alone. At most `max_block_bytes` of raw blocks in all (`sync_batch_bytes`); it
+    stops before a block whose message would exceed `MAX_MESSAGE_BYTES` even alone (no
+    node could receive it). `more` is set on all but the last message."""
+    raws = [bytes(raw) for raw in raws]
+    batches: list[bytes] = []
+    total = i = 0
+    while i < len(raws) and total < max_block_bytes:
+        count = 1
+        best = codec.pack_batch(start + i, raws[i : i + 1])
+        if len(encode_message(Blocks(tip, True, best))) > MAX_MESSAGE_BYTES:
+            break
+        while i + count < len(raws):
+            candidate = codec.pack_batch(start + i, raws[i : i + count + 1])
+            if len(encode_message(Blocks(tip, True, candidate))) > max_bytes:
+                break
+            best, count = candidate, count + 1
+        batches.append(best)
+        total += sum(len(raw) for raw in raws[i : i + count])
+        i += count
+    return [encode_message(Blocks(tip, n < len(batches) - 1, batch)) for n, batch in enumerate(batches)]

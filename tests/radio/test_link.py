@@ -233,18 +233,38 @@ def test_twenty_percent_loss_is_repaired_until_delivered(seed):
     assert len(repair_requests) <= 2 * links[2].max_repair_rounds
 
 
-def test_repair_rounds_are_bounded_then_timeout():
-    a, b = pair()
-    frames = a.send(message(1000), 0.0)
-    b.receive(frames[0], 1, 0.0)
+def _run_timers(link: Link) -> list[Transmit]:
+    """Poll `link` from deadline to deadline until nothing is pending; its requests."""
     requests = []
-    while (deadline := b.next_deadline()) is not None:
-        for event in b.poll(deadline):
+    while (deadline := link.next_deadline()) is not None:
+        for event in link.poll(deadline):
             if isinstance(event, Transmit):
                 requests.append(event)
             else:
-                assert event == Dropped(1, "timeout")
-    assert len(requests) == b.max_repair_rounds
+                assert isinstance(event, Dropped) and event.reason == DropReason.TIMEOUT
+    return requests
+
+
+def test_repair_rounds_are_bounded_then_timeout():
+    a, b = pair()
+    frames = a.send(message(1000), 0.0)
+    for frame in frames[:2]:
+        b.receive(frame, 1, 0.0)
+    assert len(_run_timers(b)) == b.max_repair_rounds
+
+
+def test_a_lone_fragment_earns_one_repair_request_at_most():
+    # One fragment (real or forged: the link cannot tell) vouches for one request only.
+    a, b = pair()
+    frames = a.send(message(1000), 0.0)
+    b.receive(frames[0], 1, 0.0)
+    (request,) = _run_timers(b)
+    assert len(request.frame) <= len(frames[0])
+    # A forged fragment smaller than the request it would cause earns none.
+    _, c = pair()
+    tiny = encode(FragmentFrame(msg_id=9, index=3, count=18, data=b"x"))
+    assert c.receive(tiny, 66, 0.0) == []
+    assert _run_timers(c) == []
 
 
 def test_oldest_reassembly_is_evicted_beyond_max_pending():
@@ -308,3 +328,147 @@ def test_garbage_never_raises_and_memory_stays_bounded(inputs):
         assert all(len(e.frame) <= MTU for e in events if isinstance(e, Transmit))
         assert link.pending_reassemblies <= 4
         assert link.buffered_bytes <= 4 * link.max_fragments * MTU
+
+
+# -- hostile traffic: repair cannot be turned into an amplifier ---------------------------
+
+
+def _forged_request(frames: list[bytes], target: int = 1) -> bytes:
+    return encode(RepairRequest(decode(frames[0]).msg_id, target, len(frames), frozenset(range(len(frames)))))
+
+
+def test_forged_repair_requests_earn_at_most_the_repair_share_of_the_message():
+    # Before: a 10 B request every 2.5 s for 600 s got all 18 fragments each time (418x).
+    a, _ = pair()
+    frames = a.send(message(4096), 0.0)
+    request = _forged_request(frames)
+    answered = received = 0
+    for step in range(240):
+        events = a.receive(request, 66, step * 2.5)
+        received += len(request)
+        answered += sum(len(e.frame) for e in events if isinstance(e, Transmit))
+    assert 0 < answered <= a.repair_share * sum(map(len, frames))
+    assert answered / received < 4  # was 417
+
+
+def test_repair_answers_only_named_fragments_and_only_for_recent_messages():
+    a, _ = pair()
+    frames = a.send(message(2000), 0.0)
+    msg_id = decode(frames[0]).msg_id
+    one = encode(RepairRequest(msg_id, 1, len(frames), frozenset({4})))
+    assert a.receive(one, 2, 1.0) == [Transmit(frames[4])]
+    assert a.receive(one, 2, 1.0 + a.repair_interval / 4) == []  # just resent: held off
+    late = a.repair_horizon + 1.0
+    assert a.receive(_forged_request(frames), 2, late) == []
+
+
+def test_fake_fragments_cost_at_most_one_small_request_each():
+    # Before: each fake fragment started a reassembly that asked up to 8 times.
+    b = Link(MTU, node_id=2, rng=random.Random(5))
+    rng = random.Random(6)
+    fragment_bytes = request_bytes = requests = 0
+    for step in range(300):
+        fake = encode(FragmentFrame(rng.randrange(1 << 14), rng.randrange(18), 18, rng.randbytes(rng.randrange(1, 229))))
+        fragment_bytes += len(fake)
+        events = b.receive(fake, 100 + step % 7, float(step)) + b.poll(float(step))
+        sent = [e.frame for e in events if isinstance(e, Transmit)]
+        requests += len(sent)
+        request_bytes += sum(map(len, sent))
+    sent = [e.frame for e in _run_timers(b)]
+    requests += len(sent)
+    request_bytes += sum(map(len, sent))
+    assert requests <= 300
+    assert request_bytes <= fragment_bytes
+
+
+def test_one_sender_cannot_evict_another_senders_reassemblies():
+    a, b = pair(max_pending=16, max_pending_per_sender=4)
+    honest = a.send(message(1000), 0.0)
+    b.receive(honest[0], 1, 0.0)
+    for msg_id in range(40):
+        b.receive(encode(FragmentFrame(msg_id, 0, 5, bytes(100))), 66, 0.1)
+    assert b.pending_reassemblies == 5  # 4 of the flooder's, the honest one
+    events = [e for frame in honest[1:] for e in b.receive(frame, 1, 0.2)]
+    assert events == [Delivered(1, message(1000))]
+
+
+def test_repair_requests_share_a_token_bucket():
+    _, b = pair(max_pending=32, max_pending_per_sender=32, max_requests_per_interval=4)
+    for msg_id in range(20):
+        for index in (0, 1):
+            b.receive(encode(FragmentFrame(msg_id, index, 5, bytes(229))), 1, 0.0)
+    due = 1.5 * b.repair_delay  # every reassembly's first round is due by then
+    first = [e for e in b.poll(due) if isinstance(e, Transmit)]
+    later = [e for e in b.poll(due + b.repair_interval) if isinstance(e, Transmit)]
+    assert len(first) == 4 and len(later) <= 4
+    assert len(_run_timers(b)) + len(first) + len(later) == 20 * b.max_repair_rounds
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_twenty_percent_loss_is_repaired_for_three_receivers(seed):
+    links = {node: Link(MTU, node_id=node, rng=random.Random(seed * 10 + node)) for node in (1, 2, 3, 4)}
+    medium = Medium(links, loss=0.2, seed=seed)
+    payload = message(4096, seed)
+    frames = medium.send(1, payload)
+    medium.run()
+    for node in (2, 3, 4):
+        assert [e.payload for e in medium.delivered[node]] == [payload]
+    answers = sum(len(f) for f in medium.transmitted[1])
+    assert answers <= links[1].repair_share * sum(map(len, frames))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(
+                st.binary(max_size=MTU),
+                st.builds(
+                    lambda i, k, n, d: encode(FragmentFrame(i, min(k, n - 1), n, d)),
+                    st.integers(0, 3),
+                    st.integers(0, 17),
+                    st.integers(2, 18),
+                    st.binary(min_size=1, max_size=MTU - 4),
+                ),
+                st.builds(
+                    lambda i, t, n, m: encode(RepairRequest(i, t, n, frozenset(x % n for x in m))),
+                    st.integers(0, 3),
+                    st.sampled_from([0, 1, 2]),
+                    st.integers(1, 18),
+                    st.sets(st.integers(0, 17), min_size=1),
+                ),
+            ),
+            st.integers(0, 5),
+            st.floats(0, 20),
+        ),
+        max_size=80,
+    )
+)
+def test_hostile_frames_never_earn_more_than_the_bounds(inputs):
+    """Requests sent <= fragment bytes received; answers <= repair_share x own messages."""
+    link = Link(MTU, node_id=1, rng=random.Random(0))
+    own = sum(len(f) for i in range(4) for f in link.send(message(4096, i), 0.0))
+    received = requested = answered = 0
+    now = 0.0
+    for frame, sender, step in inputs:
+        now += step
+        parsed = None if len(frame) > MTU else _try_decode(frame)
+        if isinstance(parsed, FragmentFrame):
+            received += len(frame)
+        for event in link.receive(frame, sender, now) + link.poll(now):
+            if isinstance(event, Transmit):
+                if isinstance(decode(event.frame), RepairRequest):
+                    requested += len(event.frame)
+                else:
+                    answered += len(event.frame)
+    for event in _run_timers(link):
+        requested += len(event.frame)
+    assert requested <= received
+    assert answered <= link.repair_share * own
+
+
+def _try_decode(frame: bytes):
+    try:
+        return decode(frame)
+    except Exception:
+        return None
