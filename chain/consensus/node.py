@@ -67,6 +67,8 @@ from .messages import (
     decode_message,
     encode_message,
     header_ref,
+    pack_blocks,
+    pack_txs,
 )
 from .params import ConsensusConfigError, ConsensusParams
 from .tree import BlockNode, BlockTree, FinalizedChain
@@ -169,6 +171,8 @@ class NodeCore:
         self._seen_txs: OrderedDict[bytes, None] = OrderedDict()
         self._bad_tips: OrderedDict[bytes, None] = OrderedDict()  # branches leaving our finalized chain
         self._repeat: tuple[float, Send] | None = None  # our block's second flood, if due
+        self._answer_tokens = float(self.params.sync_batch_bytes)
+        self._answer_at = now
 
     # --- views -------------------------------------------------------------------------
 
@@ -225,7 +229,7 @@ class NodeCore:
         for key, (due, sends) in list(self._replies.items()):
             if due <= now:
                 del self._replies[key]
-                out.sends.extend(sends)
+                out.sends.extend(self._within_answer_budget(sends, now))
         if self._repeat is not None and self._repeat[0] <= now:
             out.sends.append(self._repeat[1])  # our block's second flood
             self._repeat = None
@@ -522,9 +526,9 @@ class NodeCore:
             return
         txs = node.applied.block.txs
         items = tuple((i, txs[i]) for i in msg.indices if i < len(txs))
-        if items:
-            send = Send(encode_message(Txs(msg.ref, items)), MsgType.TXS, 0, PRIORITY_SYNC)
-            self._answer(msg.ref, msg.to, [send], now, out)
+        if items:  # one frame per request: the requester names what is still missing next time
+            first = pack_txs(msg.ref, items, self.params.frame_bytes)[0]
+            self._answer(msg.ref, msg.to, [Send(first, MsgType.TXS, 0, PRIORITY_SYNC)], now, out)
 
     def _on_txs(self, msg: Txs, now: float, origin: int, out: Output) -> None:
         self._replies.pop(msg.ref, None)
@@ -555,32 +559,13 @@ class NodeCore:
             self._wait_for_answer(_CATCH_UP, now)
         if msg.to not in (ANYONE, self.radio_id) or msg.from_height < 1:
             return
-        frames = self._batch_frames(msg.tip, self._chain_to(msg.tip, msg.from_height), msg.from_height)
+        frames = pack_blocks(
+            msg.tip, self._chain_to(msg.tip, msg.from_height), msg.from_height, default_codec(),
+            max_bytes=self.params.frame_bytes, max_block_bytes=self.params.sync_batch_bytes,
+        )
         if frames:
             sends = [Send(payload, MsgType.BLOCKS, 0, PRIORITY_SYNC) for payload in frames]
             self._answer(msg.tip + msg.from_height.to_bytes(8, "big"), msg.to, sends, now, out)
-
-    def _batch_frames(self, tip: bytes, raws: list[bytes], start: int) -> list[bytes]:
-        """BLOCKS messages for `raws` (heights from `start`), at most `sync_batch_bytes` of
-        blocks in all, each message one compressed batch that fits one frame (a block too
-        big for a frame alone goes alone). Every frame is useful by itself: a lost one costs
-        a request from there, not the whole answer."""
-        codec = default_codec()
-        frames: list[bytes] = []
-        total = 0
-        i = 0
-        while i < len(raws) and total < self.params.sync_batch_bytes:
-            count = 1
-            best = codec.pack_batch(start + i, raws[i : i + 1])
-            while i + count < len(raws):
-                candidate = codec.pack_batch(start + i, raws[i : i + count + 1])
-                if len(encode_message(Blocks(tip, True, candidate))) > self.params.frame_bytes:
-                    break
-                best, count = candidate, count + 1
-            frames.append(best)
-            total += sum(len(raw) for raw in raws[i : i + count])
-            i += count
-        return [encode_message(Blocks(tip, n < len(frames) - 1, frame)) for n, frame in enumerate(frames)]
 
     def _chain_to(self, tip: bytes, from_height: int) -> list[bytes]:
         """Raw blocks from `from_height` up to the block with id prefix `tip` (empty if unknown)."""
@@ -695,9 +680,24 @@ class NodeCore:
                 self._answered[key] = now
                 while len(self._answered) > self.params.max_orphans:
                     self._answered.popitem(last=False)
-                out.sends.extend(sends)
+                out.sends.extend(self._within_answer_budget(sends, now))
         elif key not in self._replies and len(self._replies) < self.params.max_orphans:
             self._replies[key] = (now + self._rng.uniform(0, self.params.request_timeout / 2), sends)
+
+    def _within_answer_budget(self, sends: list[Send], now: float) -> list[Send]:
+        """The first of `sends` that the answer budget pays for (a token bucket of
+        `answer_bytes_per_slot`, holding at most `sync_batch_bytes`): however many ask, and
+        whoever they claim to be, answers cost this node at most that much airtime."""
+        rate = self.params.answer_bytes / self.params.slot_seconds
+        self._answer_tokens = min(self.params.sync_batch_bytes, self._answer_tokens + (now - self._answer_at) * rate)
+        self._answer_at = now
+        paid = []
+        for send in sends:
+            if len(send.payload) > self._answer_tokens:
+                break
+            self._answer_tokens -= len(send.payload)
+            paid.append(send)
+        return paid
 
     def _retry(self, key: bytes, req: _Request, now: float, out: Output) -> None:
         """Send (again) a request to a neighbour not asked yet, or give up."""

@@ -23,6 +23,8 @@ class ConsensusParams:
     plus relay contention), used to turn a block's arrival into a clock sample.
     `tx_settle_s` (None: 6 hop latencies) is how long a leader lets a transaction's flood
     run before it puts it in a block, so that the receivers hold it already.
+    `answer_bytes_per_slot` (None: one frame) is what answering others' requests may cost
+    per slot on average: the requests are not signed, so anyone can ask.
     `frame_bytes` is the largest message that goes as one radio frame (Meshtastic's 231 B
     payload less the link layer's 2 B header): a block message never exceeds it, and holds
     whole transactions in the room its short ids leave.
@@ -38,6 +40,7 @@ class ConsensusParams:
     max_block_txs: int = 23
     frame_bytes: int = 229
     sync_batch_bytes: int = 1800
+    answer_bytes_per_slot: int | None = None
     request_timeout_s: float | None = None
     max_request_tries: int = 4
     max_orphans: int = 64
@@ -60,6 +63,8 @@ class ConsensusParams:
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise ConsensusConfigError(f"{name} must be >= 0, not {value}")
+        if self.answer_bytes_per_slot is not None and self.answer_bytes_per_slot < 1:
+            raise ConsensusConfigError(f"answer_bytes_per_slot must be >= 1, not {self.answer_bytes_per_slot}")
         for name in ("max_block_txs", "frame_bytes", "sync_batch_bytes", "max_request_tries", "max_orphans", "mempool_size", "seen_size"):
             if getattr(self, name) < 1:
                 raise ConsensusConfigError(f"{name} must be >= 1, not {getattr(self, name)}")
@@ -98,6 +103,12 @@ class ConsensusParams:
     @property
     def tx_settle(self) -> float:
         return 6 * self.hop_latency_s if self.tx_settle_s is None else self.tx_settle_s
+
+    @property
+    def answer_bytes(self) -> int:
+        """Bytes per slot this node spends answering others' requests, on average (default:
+        one frame); bursts up to `sync_batch_bytes`."""
+        return self.frame_bytes if self.answer_bytes_per_slot is None else self.answer_bytes_per_slot
 
     @property
     def request_timeout(self) -> float:

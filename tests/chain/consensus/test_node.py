@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blockiot.chain.consensus.events import BlockAccepted, BlockProposed, Equivocation, Finalized
-from blockiot.chain.consensus.messages import BlockMsg, MsgType, TxMsg, decode_message, encode_message, message_type
+from blockiot.chain.consensus.messages import BlockMsg, GetBlocks, MsgType, TxMsg, decode_message, encode_message, message_type
 from blockiot.chain.consensus.params import ConsensusParams
 from blockiot.chain.consensus.recovery import restore
 from blockiot.chain.ledger import Ledger
@@ -246,3 +246,18 @@ def test_only_a_valid_block_makes_its_sender_a_preferred_source(cluster):
     out = core.tick(core.next_deadline())
     asked = [decode_message(s.payload) for s in out.sends if s.kind is MsgType.GET_BLOCKS]
     assert [m.to for m in asked] == [88]  # the forger was not preferred
+
+
+def test_answers_to_a_storm_of_requests_stay_within_the_answer_budget(cluster, make_net):
+    net = make_net([cluster.core(i) for i in range(MEMBERS)], GENESIS_TIME)
+    net.run(GENESIS_TIME + 30 * SLOT)
+    core = net.cores[4]
+    tip = core.head.prefix
+    start, sent = net.now, 0
+    for k in range(600):  # a GET_BLOCKS a second for 10 minutes, each from another height
+        request = encode_message(GetBlocks(core.radio_id, 1 + k % 20, tip))
+        out = core.receive(request, start + k, origin=1000 + k, hops=0)
+        sent += sum(len(s.payload) for s in out.sends)
+    params = cluster.params
+    budget = params.sync_batch_bytes + 600 / params.slot_seconds * params.answer_bytes
+    assert 0 < sent <= budget  # without the budget: 600 answers of up to 1800 B
