@@ -16,10 +16,19 @@ Physical model (one channel: one frequency, one SF/BW for every radio):
   -20 dB at SF12), i.e. RSSI >= sensitivity: SF7/125 kHz -124.5 dBm ... SF12/125 kHz
   -137 dBm, 3 dB less sensitive per doubling of bandwidth (the Semtech figures
   Meshtasticator uses).
-- Collisions are pairwise at each receiver: of two overlapping signals the one at least
-  `capture_db` stronger survives (capture effect), both are lost otherwise. A signal more
-  than `capture_db` below sensitivity can never win or spoil a decodable one, so links that
-  weak are not tracked at all.
+- Collisions are pairwise at each receiver, as in LoRaSim (Bor et al. 2016) and
+  Meshtasticator (lib/phy.py): of two overlapping signals the one at least `capture_db`
+  stronger survives (capture effect), both are lost otherwise. Timing first: a signal
+  that ends before the last `PREAMBLE_LOCK_SYMBOLS` preamble symbols of a newer one
+  does not touch it (the receiver locks on those symbols), so the two do not collide.
+  A signal that lost as it arrived is never locked on and no longer interferes with
+  signals arriving after it; one spoilt later by a stronger newcomer still does. A
+  signal more than `capture_db` below sensitivity can never win or spoil a decodable
+  one, so links that weak are not tracked at all.
+- Channel activity detection (`busy`) sees a signal from its first instant, unless
+  `cad_symbols` is set: then a signal younger than that many symbols is not detected
+  yet (a CAD needs the preamble for its whole duration; the firmware's CAD takes 2.5
+  symbols, `CAD_SYMBOLS`), so two radios may start within that window of each other.
 - Half duplex: a radio cannot receive while it transmits, and starting to transmit spoils
   what it was receiving.
 - Random loss: each otherwise good reception is dropped with probability `loss`.
@@ -46,6 +55,11 @@ DEFAULT_NOISE_FIGURE_DB = 6.0
 DEMOD_SNR_LIMIT_DB = {6: -5.0, 7: -7.5, 8: -10.0, 9: -12.5, 10: -15.0, 11: -17.5, 12: -20.0}
 # Channel activity detection sees a preamble this far below sensitivity (Meshtasticator).
 CAD_MARGIN_DB = 3.0
+# Symbols a CAD takes (firmware RadioInterface: NUM_SYM_CAD = 2, its slot time counts 2.5).
+CAD_SYMBOLS = 2.5
+# The receiver locks on the last preamble symbols; a signal over before them does no harm
+# (LoRaSim / Meshtasticator timingCollision: NPREAM - 5).
+PREAMBLE_LOCK_SYMBOLS = 5
 # Log-distance path loss never extrapolates below this distance.
 MIN_DISTANCE_M = 1.0
 
@@ -226,7 +240,7 @@ class _Tx:
 
 
 class _Rx:
-    __slots__ = ("tx", "receiver", "rssi", "decodable", "fate")
+    __slots__ = ("tx", "receiver", "rssi", "decodable", "fate", "interferes")
 
     def __init__(self, tx: _Tx, receiver: int, rssi: float, decodable: bool) -> None:
         self.tx = tx
@@ -234,6 +248,7 @@ class _Rx:
         self.rssi = rssi
         self.decodable = decodable
         self.fate: str | None = None
+        self.interferes = True  # False once it lost as it arrived
 
 
 class _Stats:
@@ -270,6 +285,7 @@ class Medium:
         capture_db: float = 6.0,
         overhead_bytes: int = 0,
         noise_figure_db: float = DEFAULT_NOISE_FIGURE_DB,
+        cad_symbols: float = 0.0,
     ) -> None:
         if not 0.0 <= loss <= 1.0:
             raise MediumError(f"loss must be within [0, 1], got {loss}")
@@ -277,6 +293,8 @@ class Medium:
             raise MediumError(f"capture_db must be >= 0, got {capture_db}")
         if overhead_bytes < 0:
             raise MediumError(f"overhead_bytes must be >= 0, got {overhead_bytes}")
+        if cad_symbols < 0.0:
+            raise MediumError(f"cad_symbols must be >= 0, got {cad_symbols}")
         self.params = params
         self.topology = topology
         self.loss = loss
@@ -287,6 +305,8 @@ class Medium:
         self.sensitivity_dbm = sensitivity_dbm(params.sf, params.bw_hz, noise_figure_db)
         self._track_dbm = self.sensitivity_dbm - capture_db  # weaker signals never matter
         self._cad_dbm = self.sensitivity_dbm - CAD_MARGIN_DB
+        self._cad_s = cad_symbols * params.symbol_time_s
+        self._lock_s = max(params.preamble_symbols - PREAMBLE_LOCK_SYMBOLS, 0) * params.symbol_time_s
         self._rng = random.Random(seed)
         self._now = -math.inf
         self._seq = 0
@@ -407,12 +427,16 @@ class Medium:
             if receiving is not None and receiving.end > now:
                 rx.fate = _MISSED
             active = [other for other in self._active[receiver] if other.tx.end > now]
+            lock = now + self._lock_s
             for other in active:
+                if not other.interferes or other.tx.end <= lock:
+                    continue  # lost on arrival, or over before this packet's receiver locks on
                 margin = rssi - other.rssi  # the stronger survives only `capture` dB clear
                 if margin > -capture and other.fate is None:
                     other.fate = _COLLIDED
                 if margin < capture and rx.fate is None:
                     rx.fate = _COLLIDED
+            rx.interferes = rx.fate != _COLLIDED
             active.append(rx)
             self._active[receiver] = active
             tx.receptions.append(rx)
@@ -451,7 +475,7 @@ class Medium:
         return self._pending[0][0] if self._pending else None
 
     def busy(self, radio_id: int, now: float) -> bool:
-        """Channel activity at `radio_id`: it is transmitting, or it senses a signal on air.
+        """Channel activity at `radio_id`: it is transmitting, or it senses a signal on air for a CAD's time.
 
         A radio that is down senses nothing and is never busy.
         """
@@ -461,7 +485,8 @@ class Medium:
         sending = self._sending[radio_id]
         if sending is not None and sending.start <= now < sending.end:
             return True
-        return any(rx.tx.start <= now < rx.tx.end and rx.rssi >= self._cad_dbm for rx in self._active[radio_id])
+        detected = now - self._cad_s  # a younger signal is still under way through the CAD
+        return any(rx.tx.start <= detected and now < rx.tx.end and rx.rssi >= self._cad_dbm for rx in self._active[radio_id])
 
     def link_rssi(self, sender: int, receiver: int) -> float | None:
         """RSSI at `receiver` of `sender`, or None when it is too weak to matter."""

@@ -3,40 +3,57 @@
 Sans-IO personality (hil/personality.py). The host talks the real Meshtastic serial
 API (0x94 0xC3 + length framing via `StreamFramer.meshtastic()`, ToRadio / FromRadio
 protobufs from `meshtastic.protobuf`), so the official library and CLI work against
-it unchanged. What it does, after the firmware (src/mesh/PhoneAPI.cpp, Router.cpp):
+it unchanged. It follows firmware 2.7 (tag v2.7.11; src/mesh/PhoneAPI.cpp,
+MeshService.cpp, Router.cpp, ReliableRouter.cpp, modules/NodeInfoModule.cpp):
 
-- `want_config_id`: my_info, own node_info, metadata, 8 channels (0 primary, 1..7
-  disabled), every `Config` (device .. device_ui) and `ModuleConfig` variant, the
-  node infos of nodes heard, then `config_complete_id`. Nonce 69420 skips the other
-  nodes and 69421 sends only nodes, as the firmware's special nonces do.
-- `heartbeat` -> `queueStatus`; `disconnect` stops the stream to the host.
-- `packet` from the host -> `queueStatus` for its id (the library keeps resending a
-  packet until it sees one), then on air as the firmware would: `from` = this node,
-  `bitfield` added to the Data (so, like real firmware, PRIVATE_APP carries at most
-  231 B, and a larger Data is refused with a Routing TOO_LARGE to the host), hop limit
-  as the host set it. A packet id seen in the last 20 is ignored (firmware
-  `wasSeenRecently`). `want_ack` is answered by an implicit ACK from this node once
-  the packet is on air.
-- Admin to this node (what `meshtastic --get`, `--device-metadata`, channel and
-  session-key requests send): get_channel / get_owner / get_config (incl. the session
-  key) / get_module_config / get_device_metadata answer with the device's values and a
-  session passkey; setters get a Routing BAD_REQUEST: the rig fixes the configuration.
-- From the air: hop-limited managed flooding by `FloodRouter` (hil/flooding.py):
-  duplicates dropped, relays with SNR-weighted delay and cancellation; a first copy
-  addressed to everyone or to this node goes to the host as a FromRadio packet with
-  rx_rssi / rx_snr / rx_time, and the sender enters the node DB.
-- Transmissions: one at a time, in order, after a random listen-before-talk backoff of
-  0..2^CW_MIN slots, repeated while `carrier_sense` reports the channel busy.
-- While no host is connected, packets for it wait in a 32-deep queue (oldest dropped
-  first, counted) and follow the next config download, like the firmware's toPhone queue.
+- `want_config_id`: my_info, own node_info, metadata, 8 channels, every `Config` and
+  `ModuleConfig` variant, the node infos of the node DB, then `config_complete_id`.
+  Nonce 69420 skips the other nodes and 69421 sends only nodes, as the firmware's
+  special nonces do. `heartbeat` -> `queueStatus`; `disconnect` stops the stream.
+- A packet from the host is handled as `MeshService::sendToMesh`: it is queued first,
+  then a `QueueStatus` for its id reports the free space after queuing. A full TX
+  queue refuses it with `res` = 32 (ERRNO_UNKNOWN) and `free` = 0, and nothing else: no
+  Routing error. When space frees after a status that said `free` = 0, an unsolicited
+  `QueueStatus` (id 0) says so (`MeshService::loop`). A packet id seen in the last 20
+  is ignored (`wasSeenRecently`). A Data too large for one LoRa packet (with the 2-byte
+  `bitfield` the firmware adds) gets a Routing TOO_LARGE and `res` = TOO_LARGE.
+- One shared TX queue of 16 for own packets and relays, in priority order, with the
+  firmware's single transmit timer and channel activity detection (hil/txqueue.py).
+- On air: the firmware's 16-byte header (`flooding.MeshPacket`: to, from, id, hop
+  limit, want_ack, hop_start, channel hash, relay node), then the Data protobuf,
+  unencrypted (AES-CTR adds no bytes, so airtime is unchanged). want_ack is carried on
+  unicast and cleared on broadcasts, as `Router::send` does.
+- want_ack (hil/reliable.py): a direct message is acknowledged by its recipient with a
+  Routing ACK over the air, a broadcast by hearing a relay of it (implicit ACK, from
+  this node); without either the packet is sent again twice, then the host gets a
+  Routing MAX_RETRANSMIT. A recipient that hears the originator repeat a want-ack
+  packet it already has acknowledges it again.
+- From the air: hop-limited managed flooding by `FloodRouter` (hil/flooding.py); a
+  first copy on one of our channels updates the node DB (`NodeDB::updateFrom`: SNR,
+  last heard, hops away = hop_start - hop_limit, the user from NODEINFO_APP) and,
+  addressed to everyone or to this node, goes to the host with rx_rssi / rx_snr /
+  rx_time / hop_start. Reported SNR is what an SX126x reports, not the link budget:
+  the chip's packet SNR estimate saturates on strong links, so it is clamped at
+  `REPORTED_SNR_MAX_DB` and quantised to its 0.25 dB steps; RSSI to whole dBm.
+- NodeInfo (NodeInfoModule): the owner is broadcast 30 s after boot (asking for
+  replies the first time) and every `node_info_broadcast_secs` (3 h by default); a
+  NodeInfo that wants a response is answered with ours, and a packet from a node whose
+  user is unknown is answered with ours, asking for theirs; never more often than once
+  in 5 min. Boards do not boot in the same millisecond: each starts 0..2 s late.
+- Admin to this node: getters and setters as hil/meshtastic_settings.py describes.
+  A new owner is announced with a NodeInfo broadcast; a new hop limit or preset takes
+  effect at once (a preset other than the rig's puts the board on another channel: it
+  hears none of the rig's air and its packets reach nobody); `reboot_seconds` reboots
+  the board after that delay: the host connection, TX queue, retransmissions and
+  toPhone queue are lost, settings and node DB kept (they live in flash), the NodeInfo
+  timer starts again. The serial port itself stays (a board with a USB-UART bridge; a
+  board with native USB would drop the port, which needs the rig's help).
+- While no host is connected, packets for it wait in a 32-deep toPhone queue; when it
+  is full a text message pushes out the oldest, anything else is dropped (counted).
 
-Simplifications, on purpose: the virtual air uses `flooding.MeshPacket`, the 16-byte
-Meshtastic radio header followed by the Data protobuf, unencrypted (real firmware
-encrypts Data with the channel key; AES-CTR adds no bytes, so airtime is unchanged).
-That header carries only broadcasts, so a unicast destination rides in `Data.dest`
-(5 more bytes on air); `hop_start` is not carried and `hops_away` is estimated from this
-node's own hop limit. No periodic traffic (node info, position, telemetry) is sent:
-the air carries only what hosts send and what the mesh relays.
+Not modelled: PKI encryption of direct messages, next-hop routing (direct messages
+are flooded), position and telemetry broadcasts, the rate limits on text and position
+packets from the host, region duty-cycle refusals, settings that outlive the object.
 """
 from __future__ import annotations
 
@@ -46,58 +63,44 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
 
 from google.protobuf.message import DecodeError
-from meshtastic.protobuf import (
-    admin_pb2,
-    channel_pb2,
-    config_pb2,
-    localonly_pb2,
-    mesh_pb2,
-    module_config_pb2,
-    portnums_pb2,
-)
+from meshtastic.protobuf import admin_pb2, config_pb2, mesh_pb2, module_config_pb2, portnums_pb2
 
-from blockiot.hil.flooding import (
-    BROADCAST,
-    CW_MIN,
-    HOP_MAX,
-    FloodRouter,
-    MeshPacket,
-    MeshPacketError,
-    slot_time,
-)
+from blockiot.hil.flooding import BROADCAST, HOP_MAX, FloodRouter, MeshPacket, MeshPacketError, slot_time
 from blockiot.hil.medium import Delivery
+from blockiot.hil.meshtastic_settings import AdminResult, Settings
 from blockiot.hil.personality import Action, RadioSetup, ToHost, Transmit
-from blockiot.radio.airtime import (
-    MAX_LORA_PAYLOAD,
-    MESHTASTIC_HEADER_LEN,
-    canonical_preset_name,
-    preset,
-    time_on_air,
-)
+from blockiot.hil.reliable import Retransmissions
+from blockiot.hil.txqueue import MAX_TX_QUEUE, TxQueue
+from blockiot.radio.airtime import MAX_LORA_PAYLOAD, MESHTASTIC_HEADER_LEN, preset, time_on_air
 from blockiot.radio.streamframe import Noise, StreamFramer
 
 # Node numbers: 0xB10C0000 + radio id, so "!b10c0001" is radio 1 in every run.
 NODE_NUM_BASE = 0xB10C0000
 MAX_RADIO_ID = 0xFFFF
-TX_QUEUE_LEN = 16  # firmware MAX_TX_QUEUE
-TO_PHONE_LEN = 32  # packets kept for a host that is not connected
+TX_QUEUE_LEN = MAX_TX_QUEUE
+TO_PHONE_LEN = 32  # firmware MAX_RX_TOPHONE
 RECENT_TO_RADIO_IDS = 20  # firmware PhoneAPI::wasSeenRecently
 MAX_NODES = 100  # node DB entries kept (least recently heard dropped first)
-NUM_CHANNELS = 8
 ONLY_CONFIG_NONCE = 69420  # firmware SPECIAL_NONCE_ONLY_CONFIG (the library's NODELESS_WANT_CONFIG_ID)
 ONLY_NODES_NONCE = 69421  # firmware SPECIAL_NONCE_ONLY_NODES
 DEFAULT_HOP_LIMIT = 3
+HOP_RELIABLE = 3  # firmware: a hop limit above HOP_MAX becomes this
 DEFAULT_REGION = "EU_868"
-FIRMWARE_VERSION = "2.7.0.virtual"
-DEVICE_STATE_VERSION = 24
 MIN_APP_VERSION = 30200
 PIO_ENV = "blockiot-virtual"
 BITFIELD_OK_TO_MQTT_SHIFT = 0  # firmware Router::perhapsEncode
 BITFIELD_WANT_RESPONSE_SHIFT = 1
 SESSION_PASSKEY_LEN = 8
+ERRNO_OK = 0  # firmware MeshTypes.h
+ERRNO_UNKNOWN = 32  # what QueueStatus.res says when the TX queue is full
+REPORTED_SNR_MAX_DB = 12.0
+NODE_INFO_FIRST_S = 30.0  # MESHMODULE_MIN_BROADCAST_DELAY_MS
+NODE_INFO_MIN_GAP_S = 5 * 60  # NodeInfoModule::allocReply: not again within 5 min
+BOOT_JITTER_S = 2.0
 
 _PORT = portnums_pb2.PortNum
 _ROUTING = mesh_pb2.Routing.Error
+_PRIORITY = mesh_pb2.MeshPacket.Priority
 
 
 def node_num(radio_id: int) -> int:
@@ -112,6 +115,33 @@ def node_id(num: int) -> str:
     return f"!{num:08x}"
 
 
+def fix_priority(want_ack: bool, data: mesh_pb2.Data | None) -> int:
+    """The TX queue priority of a packet that has none set (firmware MeshPacketQueue.cpp fixPriority)."""
+    if data is not None:
+        if data.portnum == _PORT.ROUTING_APP:
+            return _PRIORITY.ACK
+        if data.portnum in (_PORT.TEXT_MESSAGE_APP, _PORT.ADMIN_APP):
+            return _PRIORITY.HIGH
+        if data.request_id:
+            return _PRIORITY.RESPONSE
+        if data.want_response:
+            return _PRIORITY.RELIABLE
+    return _PRIORITY.RELIABLE if want_ack else _PRIORITY.DEFAULT
+
+
+def reported_snr(snr: float) -> float:
+    """The SNR an SX126x reports for a packet received at `snr` dB: clamped, in 0.25 dB steps."""
+    return round(min(snr, REPORTED_SNR_MAX_DB) * 4) / 4
+
+
+def _relay_priority(packet: MeshPacket) -> int:
+    try:
+        data = mesh_pb2.Data.FromString(packet.payload)
+    except DecodeError:
+        data = None
+    return fix_priority(packet.want_ack, data)
+
+
 @dataclass
 class DeviceStats:
     """Counters of one virtual device (`MeshtasticDevice.stats` hands out a copy)."""
@@ -123,14 +153,7 @@ class DeviceStats:
     to_host: int = 0  # mesh packets handed to the host
     dropped_for_host: int = 0  # mesh packets lost because the toPhone queue was full
     malformed_from_air: int = 0
-    refused: int = 0  # host packets refused (too large, no decoded payload, queue full)
-
-
-@dataclass
-class _Outgoing:
-    air: bytes
-    packet_id: int
-    ack_to_host: bool  # answer want_ack with an implicit ACK once on air
+    refused: int = 0  # host packets refused (too large, no decoded payload, TX queue full)
 
 
 class MeshtasticDevice:
@@ -143,35 +166,52 @@ class MeshtasticDevice:
             raise ValueError(f"hop_limit must be 0..{HOP_MAX}, got {hop_limit}")
         self.setup = setup
         self.node_num = node_num(setup.radio_id)
-        self.params = preset(setup.preset)
+        self.params = preset(setup.preset)  # the rig's channel; the medium times every packet with it
+        self._slot = slot_time(self.params)
         self._rng = random.Random(f"meshtastic-device:{setup.seed}:{setup.radio_id}")
+        self._tx_rng = random.Random(f"meshtastic-tx:{setup.seed}:{setup.radio_id}")
+        self._flood_rng = random.Random(f"meshtastic-flood:{setup.seed}:{setup.radio_id}")
+        self._framer = StreamFramer.meshtastic()
+        self.settings = Settings(
+            node_id=node_id(self.node_num),
+            long_name=f"BlockIoT virtual {setup.radio_id}",
+            short_name=f"{self.node_num & 0xFFFF:04x}",
+            preset=setup.preset,
+            hop_limit=hop_limit,
+            region=region,
+            passkey=self._rng.randbytes(SESSION_PASSKEY_LEN),
+        )
+        self._on_rig_channel = True  # the board's preset is the rig's
+        self._nodes: OrderedDict[int, mesh_pb2.NodeInfo] = OrderedDict()  # the node DB, kept in flash
+        self._from_radio_seq = 0
+        self._stats = DeviceStats()
+        self._boot(0.0)
+
+    def _boot(self, now: float) -> None:
+        """Start (or restart) with empty RAM: radio queues, host connection, NodeInfo timing.
+
+        A boot takes 0..2 s, then the first NodeInfo goes 30 s later.
+        """
+        self._txq = TxQueue(slot=self._slot, rng=self._tx_rng, priority=_relay_priority)
         self._router = FloodRouter(
             self.node_num,
             params=self.params,
-            rng=random.Random(f"meshtastic-flood:{setup.seed}:{setup.radio_id}"),
-            hop_limit=hop_limit,
+            rng=self._flood_rng,
+            hop_limit=self.settings.config.lora.hop_limit,
+            relays=self._txq,
         )
-        self._slot = slot_time(self.params)
-        self._framer = StreamFramer.meshtastic()
-        self._session_passkey = self._rng.randbytes(SESSION_PASSKEY_LEN)
-        self.owner = mesh_pb2.User(
-            id=node_id(self.node_num),
-            long_name=f"BlockIoT virtual {setup.radio_id}",
-            short_name=f"{self.node_num & 0xFFFF:04x}",
-            hw_model=mesh_pb2.HardwareModel.PORTDUINO,
-        )
-        self.config = _local_config(setup.preset, hop_limit, region)
-        self.module_config = localonly_pb2.LocalModuleConfig()
-        self.channels = _channels()
-        self._nodes: OrderedDict[int, mesh_pb2.NodeInfo] = OrderedDict()
+        self._retx = Retransmissions(self._slot)
         self._connected = False  # a host downloaded the config and has not disconnected
         self._to_phone: deque[mesh_pb2.MeshPacket] = deque()  # packets waiting for a host
         self._recent_ids: deque[int] = deque(maxlen=RECENT_TO_RADIO_IDS)
-        self._from_radio_seq = 0
-        self._queue: deque[_Outgoing] = deque()
-        self._own_due = 0.0  # when the head of the queue may try the channel
-        self._busy_until = 0.0  # end of this radio's current transmission
-        self._stats = DeviceStats()
+        self._busy_until = now  # end of this radio's current transmission
+        self._tx_end: float | None = None  # a transmission whose end the TX timer must hear of
+        self._status_free = 0  # firmware lastQueueStatus.free, {0, 0, 16, 0} at boot
+        self._reboot_at: float | None = None
+        self._node_info_at = now + NODE_INFO_FIRST_S + self._rng.uniform(0.0, BOOT_JITTER_S)
+        self._node_info_sent: float | None = None  # NodeInfoModule lastSentToMesh
+        self._node_info_id = 0  # its last packet, cancelled if still queued when the next is sent
+        self._asked_for_node_infos = False
 
     # -- Personality --------------------------------------------------------------------
 
@@ -192,62 +232,95 @@ class MeshtasticDevice:
         return actions
 
     def from_air(self, delivery: Delivery, now: float) -> list[Action]:
+        if not self._on_rig_channel:
+            return []  # tuned elsewhere: the rig's air is not heard
+        self._txq.wake(now)  # a reception ended: RadioLibInterface ISR_RX -> setTransmitDelay
         try:
             packet = MeshPacket.from_bytes(delivery.packet)
-            data = mesh_pb2.Data.FromString(packet.payload)
-        except (MeshPacketError, DecodeError):
+        except MeshPacketError:
             self._stats.malformed_from_air += 1
             return []
-        verdict = self._router.on_receive(
-            packet.packet_id, packet.origin, packet.hop_limit, packet.payload, delivery.snr, now
-        )
+        snr = reported_snr(delivery.snr)
+        actions: list[Action] = []
+        if packet.origin == self.node_num and self._retx.stop(packet.key):
+            actions += self._routing_reply(packet.packet_id, _ROUTING.NONE)  # implicit ACK: someone relayed it
+        self._retx.deaf_for(self._airtime(packet))
+        verdict = self._router.receive(packet, snr, now)
+        channel = self.settings.channel_index(packet.channel)
+        if packet.origin == self.node_num or channel is None:
+            return actions  # ours, or a channel we have no key for: relayed (if due) but not read
         if not verdict.deliver:
-            return []
-        self._heard(packet, data, delivery, now)
-        if data.dest in (0, self.node_num):
-            mesh = mesh_pb2.MeshPacket(
-                to=data.dest or BROADCAST,
-                id=packet.packet_id,
-                hop_limit=packet.hop_limit,
-                rx_time=self._clock(now),
-                rx_snr=delivery.snr,
-                rx_rssi=round(delivery.rssi),
-            )
-            setattr(mesh, "from", packet.origin)
-            data.ClearField("dest")
-            mesh.decoded.CopyFrom(data)
-            return self._for_host(mesh)
-        return []
+            if packet.to == self.node_num and packet.want_ack and 0 < packet.hop_start == packet.hop_limit:
+                self._send_ack(packet, hop_limit=0, now=now)  # the originator repeats: our ACK was lost
+            return actions
+        try:
+            data = mesh_pb2.Data.FromString(packet.payload)
+        except DecodeError:
+            self._stats.malformed_from_air += 1
+            return actions
+        knew_user = self._heard(packet, data, channel, snr, now)
+        if packet.to not in (BROADCAST, self.node_num):
+            if data.request_id:  # an answer to someone else's direct message: stop relaying that
+                self._router.cancel_relay((packet.to, data.request_id))
+            return actions
+        if packet.to == self.node_num:
+            if data.portnum == _PORT.ROUTING_APP and data.request_id:
+                self._retx.stop((self.node_num, data.request_id))  # an ACK or NAK of ours
+            elif packet.want_ack and not data.request_id and not data.reply_id:
+                self._send_ack(packet, hop_limit=self._response_hop_limit(packet), now=now)
+        if data.portnum == _PORT.NODEINFO_APP and data.want_response:
+            self._send_node_info(now, want_response=False, reply_to=packet)
+        elif not knew_user and data.portnum != _PORT.NODEINFO_APP:  # MeshService::handleFromRadio
+            self._send_node_info(now, want_response=True, to=packet.origin, channel=packet.channel)
+        mesh = mesh_pb2.MeshPacket(
+            to=packet.to,
+            id=packet.packet_id,
+            channel=channel,
+            hop_limit=packet.hop_limit,
+            hop_start=packet.hop_start,
+            want_ack=packet.want_ack,
+            relay_node=packet.relay_node,
+            rx_time=self._clock(now),
+            rx_snr=snr,
+            rx_rssi=round(delivery.rssi),
+            transport_mechanism=mesh_pb2.MeshPacket.TransportMechanism.TRANSPORT_LORA,
+        )
+        setattr(mesh, "from", packet.origin)
+        mesh.decoded.CopyFrom(data)
+        return actions + self._for_host(mesh)
 
     def poll(self, now: float) -> list[Action]:
+        if self._reboot_at is not None and now >= self._reboot_at:
+            self._boot(now)  # AdminModule reboot: settings and node DB are in flash, the rest is gone
         actions: list[Action] = []
-        if now < self._busy_until:
-            return actions
-        relay = self._router.pop_due(now, channel_busy=self.setup.carrier_sense(now))
-        if relay is not None:
-            return self._transmit(relay.to_bytes(), now)
-        if self._queue and now >= self._own_due:
-            if self.setup.carrier_sense(now):
-                self._own_due = now + self._backoff()
-                return actions
-            was_full = len(self._queue) >= TX_QUEUE_LEN
-            outgoing = self._queue.popleft()
-            actions += self._transmit(outgoing.air, now)
-            self._own_due = self._busy_until + self._backoff()
-            if outgoing.ack_to_host:
-                actions += self._routing_reply(outgoing.packet_id, _ROUTING.NONE)
-            if was_full and self._connected:
-                actions.append(self._to_host(queueStatus=self._queue_status()))
+        if self._tx_end is not None and now >= self._tx_end:
+            self._txq.wake(self._tx_end)  # ISR_TX -> setTransmitDelay
+            self._tx_end = None
+        actions += self._retransmit(now)
+        if now >= self._node_info_at:
+            interval = self.settings.config.device.node_info_broadcast_secs
+            self._node_info_at = now + interval
+            self._send_node_info(now, want_response=not self._asked_for_node_infos)
+            self._asked_for_node_infos = True
+        busy = now < self._busy_until or self.setup.carrier_sense(now)
+        packet = self._router.pop_due(now, channel_busy=busy)
+        if packet is not None:
+            actions += self._transmit(packet, now)
+        if self._status_free == 0 and self._txq.free != 0:  # MeshService::loop: room again
+            actions += self._queue_status(ERRNO_OK)
         return actions
 
     def next_deadline(self) -> float | None:
-        deadlines = []
-        relay = self._router.next_deadline()
-        if relay is not None:
-            deadlines.append(max(relay, self._busy_until))
-        if self._queue:
-            deadlines.append(max(self._own_due, self._busy_until))
-        return min(deadlines, default=None)
+        deadlines = [
+            self._txq.next_deadline(),
+            self._tx_end,
+            self._retx.next_deadline(),
+            self._node_info_at,
+            self._reboot_at,
+        ]
+        if self._status_free == 0 and self._txq.free != 0:
+            deadlines.append(0.0)
+        return min((d for d in deadlines if d is not None), default=None)
 
     # -- state -------------------------------------------------------------------------
 
@@ -255,9 +328,18 @@ class MeshtasticDevice:
     def stats(self) -> DeviceStats:
         return replace(self._stats)
 
+    @property
+    def queued(self) -> int:
+        """Packets in the TX queue (own and relays)."""
+        return len(self._txq)
+
     def heard_nodes(self) -> list[int]:
         """Node numbers in the node DB other than this one, least recently heard first."""
         return list(self._nodes)
+
+    def node_info(self, num: int) -> mesh_pb2.NodeInfo | None:
+        """The node DB entry of node `num`, as the host would get it."""
+        return self._nodes.get(num)
 
     # -- ToRadio ------------------------------------------------------------------------
 
@@ -268,7 +350,7 @@ class MeshtasticDevice:
         if variant == "packet":
             return self._packet_from_host(message.packet, now)
         if variant == "heartbeat":
-            return [self._to_host(queueStatus=self._queue_status())]
+            return self._queue_status(ERRNO_OK, answer=True)
         if variant == "disconnect":
             self._connected = False
         return []
@@ -280,11 +362,12 @@ class MeshtasticDevice:
             out.append(self._to_host(my_info=self._my_info()))
         out.append(self._to_host(node_info=self._own_node_info(now)))
         if nonce != ONLY_NODES_NONCE:
-            out.append(self._to_host(metadata=_metadata()))
-            out += [self._to_host(channel=channel) for channel in self.channels]
-            out += [self._to_host(config=self._config_variant(f.name)) for f in config_pb2.Config.DESCRIPTOR.fields]
+            settings = self.settings
+            out.append(self._to_host(metadata=settings.metadata()))
+            out += [self._to_host(channel=channel) for channel in settings.channels]
+            out += [self._to_host(config=settings.config_variant(f.name)) for f in config_pb2.Config.DESCRIPTOR.fields]
             out += [
-                self._to_host(moduleConfig=self._module_config_variant(f.name))
+                self._to_host(moduleConfig=settings.module_config_variant(f.name))
                 for f in module_config_pb2.ModuleConfig.DESCRIPTOR.fields
             ]
         if nonce != ONLY_CONFIG_NONCE:
@@ -302,63 +385,152 @@ class MeshtasticDevice:
         if packet.id:
             self._recent_ids.append(packet.id)
         packet_id = packet.id or self._new_packet_id()
-        out: list[Action] = [self._to_host(queueStatus=self._queue_status(packet_id))]
-        if packet.to == self.node_num:
+        if packet.to == self.node_num:  # Router::sendLocal: for this node, never on air
+            out = self._queue_status(ERRNO_OK, packet_id)
             if packet.decoded.portnum == _PORT.ADMIN_APP:
-                out += self._admin(packet, packet_id)
+                out += self._admin(packet, packet_id, now)
             return out
-        if packet.WhichOneof("payload_variant") != "decoded":
+        if packet.WhichOneof("payload_variant") != "decoded" or packet.to == 0:
             self._stats.refused += 1
-            return out + self._routing_reply(packet_id, _ROUTING.BAD_REQUEST)
+            return self._queue_status(_ROUTING.BAD_REQUEST, packet_id) + self._routing_reply(
+                packet_id, _ROUTING.BAD_REQUEST
+            )
         data = mesh_pb2.Data()
         data.CopyFrom(packet.decoded)
-        if packet.to != BROADCAST:
-            data.dest = packet.to
-        ok_to_mqtt = self.config.lora.config_ok_to_mqtt
-        data.bitfield = (ok_to_mqtt << BITFIELD_OK_TO_MQTT_SHIFT) | (data.want_response << BITFIELD_WANT_RESPONSE_SHIFT)
-        payload = data.SerializeToString()
+        payload = self._encode(data)
         if MESHTASTIC_HEADER_LEN + len(payload) > MAX_LORA_PAYLOAD:
-            self._stats.refused += 1
-            return out + self._routing_reply(packet_id, _ROUTING.TOO_LARGE)
-        if len(self._queue) >= TX_QUEUE_LEN:
-            self._stats.refused += 1
-            return out + self._routing_reply(packet_id, _ROUTING.NO_INTERFACE)
-        air = self._router.originate(packet_id, payload)
-        hop_limit = min(packet.hop_limit, HOP_MAX)
-        if hop_limit != air.hop_limit:
-            air = replace(air, hop_limit=hop_limit)
-        if not self._queue:
-            self._own_due = max(now, self._busy_until) + self._backoff()
-        self._queue.append(_Outgoing(air.to_bytes(), packet_id, packet.want_ack))
-        return out
+            self._stats.refused += 1  # perhapsEncode's error is what sendToMesh reports as res
+            return self._queue_status(_ROUTING.TOO_LARGE, packet_id) + self._routing_reply(
+                packet_id, _ROUTING.TOO_LARGE
+            )
+        hop_limit = packet.hop_limit if packet.hop_limit <= HOP_MAX else HOP_RELIABLE
+        if packet.want_ack and hop_limit == 0:
+            hop_limit = self._router.hop_limit  # ReliableRouter::send: want_ack needs at least one relay
+        air = self._router.originate(
+            packet_id,
+            payload,
+            to=packet.to,
+            want_ack=packet.want_ack,
+            hop_limit=hop_limit,
+            channel=self.settings.channel_hash(packet.channel),
+        )
+        # Router::send clears want_ack on broadcasts before fixPriority, retransmissions included.
+        priority = packet.priority or fix_priority(packet.want_ack and packet.to != BROADCAST, data)
+        if self._send(air, priority, now):
+            return self._queue_status(ERRNO_OK, packet_id)
+        self._stats.refused += 1
+        return self._queue_status(ERRNO_UNKNOWN, packet_id)
+
+    # -- sending to the mesh --------------------------------------------------------------
+
+    def _send(self, packet: MeshPacket, priority: int, now: float) -> bool:
+        """ReliableRouter::send then Router::send: track want_ack, then queue; False if the queue refused."""
+        airtime = self._airtime(packet)
+        if packet.want_ack:
+            if packet.to == BROADCAST:
+                packet = replace(packet, want_ack=False)  # never on air for broadcasts; a relay is the ACK
+            self._retx.start(packet, priority, airtime, now)
+        self._retx.deaf_for(airtime, except_key=packet.key)
+        return self._txq.push(packet, priority, now)
+
+    def _retransmit(self, now: float) -> list[Action]:
+        again, failed = self._retx.due(now, self._airtime)
+        for packet, priority in again:
+            self._router.sent(packet)
+            self._txq.push(packet, priority, now)
+        actions: list[Action] = []
+        for packet in failed:
+            actions += self._routing_reply(packet.packet_id, _ROUTING.MAX_RETRANSMIT)
+        return actions
+
+    def _send_ack(self, request: MeshPacket, *, hop_limit: int, now: float) -> None:
+        """A Routing ACK over the air to the originator of `request` (Router::sendAckNak)."""
+        data = mesh_pb2.Data(
+            portnum=_PORT.ROUTING_APP,
+            payload=mesh_pb2.Routing(error_reason=_ROUTING.NONE).SerializeToString(),
+            request_id=request.packet_id,
+        )
+        ack = self._router.originate(
+            self._new_packet_id(), self._encode(data), to=request.origin, hop_limit=hop_limit, channel=request.channel
+        )
+        self._send(ack, _PRIORITY.ACK, now)
+
+    def _send_node_info(
+        self,
+        now: float,
+        *,
+        want_response: bool,
+        to: int = BROADCAST,
+        channel: int | None = None,
+        reply_to: MeshPacket | None = None,
+    ) -> None:
+        """Our owner as NODEINFO_APP (NodeInfoModule::sendOurNodeInfo), or as the answer to
+        `reply_to` (MeshModule::setReplyTo: its hops, RELIABLE); never twice within 5 min."""
+        if self._node_info_sent is not None and now - self._node_info_sent < NODE_INFO_MIN_GAP_S:
+            return
+        self._node_info_sent = now
+        self._txq.cancel((self.node_num, self._node_info_id))
+        data = mesh_pb2.Data(portnum=_PORT.NODEINFO_APP, payload=self.settings.owner.SerializeToString())
+        data.want_response = want_response
+        header = {"to": to, "channel": self.settings.channel_hash(0) if channel is None else channel}
+        priority = _PRIORITY.BACKGROUND
+        if reply_to is not None:
+            header = {"to": reply_to.origin, "channel": reply_to.channel, "hop_limit": self._response_hop_limit(reply_to)}
+            data.request_id = reply_to.packet_id
+            priority = _PRIORITY.RELIABLE
+        self._node_info_id = self._new_packet_id()
+        self._send(self._router.originate(self._node_info_id, self._encode(data), **header), priority, now)
+
+    def _encode(self, data: mesh_pb2.Data) -> bytes:
+        """Data as this node puts it on air, with the bitfield (Router::perhapsEncode)."""
+        data.bitfield = (self.settings.config.lora.config_ok_to_mqtt << BITFIELD_OK_TO_MQTT_SHIFT) | (
+            data.want_response << BITFIELD_WANT_RESPONSE_SHIFT
+        )
+        return data.SerializeToString()
+
+    def _response_hop_limit(self, request: MeshPacket) -> int:
+        """Hops for an answer to `request` (RoutingModule::getHopLimitForResponse)."""
+        configured = self._router.hop_limit
+        if request.hop_start != 0:
+            used = configured if request.hop_start < request.hop_limit else request.hop_start - request.hop_limit
+            if used > configured:
+                return used
+            if used + 2 < configured:
+                return used + 2
+        return configured
 
     # -- admin --------------------------------------------------------------------------
 
-    def _admin(self, packet: mesh_pb2.MeshPacket, packet_id: int) -> list[Action]:
-        request = admin_pb2.AdminMessage()
+    def _admin(self, packet: mesh_pb2.MeshPacket, packet_id: int, now: float) -> list[Action]:
+        """AdminModule for the local host: the answer, and what a change sets going."""
         try:
-            request.ParseFromString(packet.decoded.payload)
+            request = admin_pb2.AdminMessage.FromString(packet.decoded.payload)
         except DecodeError:
             return self._routing_reply(packet_id, _ROUTING.BAD_REQUEST)
-        variant = request.WhichOneof("payload_variant")
-        response = admin_pb2.AdminMessage(session_passkey=self._session_passkey)
-        if variant == "get_channel_request" and 1 <= request.get_channel_request <= NUM_CHANNELS:
-            response.get_channel_response.CopyFrom(self.channels[request.get_channel_request - 1])
-        elif variant == "get_owner_request":
-            response.get_owner_response.CopyFrom(self.owner)
-        elif variant == "get_config_request" and request.get_config_request + 1 in _CONFIG_BY_NUMBER:
-            name = _CONFIG_BY_NUMBER[request.get_config_request + 1]
-            response.get_config_response.CopyFrom(self._config_variant(name))
-        elif variant == "get_module_config_request" and request.get_module_config_request + 1 in _MODULE_BY_NUMBER:
-            name = _MODULE_BY_NUMBER[request.get_module_config_request + 1]
-            response.get_module_config_response.CopyFrom(self._module_config_variant(name))
-        elif variant == "get_device_metadata_request":
-            response.get_device_metadata_response.CopyFrom(_metadata())
-        else:
-            return self._routing_reply(packet_id, _ROUTING.BAD_REQUEST)
-        reply = self._local_packet(_PORT.ADMIN_APP, response.SerializeToString(), packet_id)
+        result = self.settings.admin(request)
+        self._apply_admin(result, now)
+        if result.response is None:
+            return self._routing_reply(packet_id, result.error)
+        reply = self._local_packet(_PORT.ADMIN_APP, result.response.SerializeToString(), packet_id)
         reply.channel = packet.channel
         return self._for_host(reply)
+
+    def _apply_admin(self, result: AdminResult, now: float) -> None:
+        if result.lora_changed:
+            lora = self.settings.config.lora
+            self._router.hop_limit = min(lora.hop_limit, HOP_MAX)
+            name = self.settings.preset_name
+            self._on_rig_channel = name is not None and preset(name) == self.params
+        if result.owner_changed and not self.settings.editing:
+            self._send_node_info(now, want_response=False)  # MeshService::reloadOwner
+        if result.forget_node is not None:
+            self._nodes.pop(result.forget_node, None)
+        if result.node_flag is not None:
+            num, flag, value = result.node_flag
+            if num in self._nodes:
+                setattr(self._nodes[num], flag, value)
+        if result.reboot_in is not None:
+            self._reboot_at = now + result.reboot_in
 
     # -- building FromRadio -------------------------------------------------------------
 
@@ -374,8 +546,10 @@ class MeshtasticDevice:
             self._stats.to_host += 1
             return [self._to_host(packet=packet)]
         if len(self._to_phone) >= TO_PHONE_LEN:
-            self._to_phone.popleft()
             self._stats.dropped_for_host += 1
+            if packet.decoded.portnum not in (_PORT.TEXT_MESSAGE_APP, _PORT.RANGE_TEST_APP):
+                return []  # MeshService::sendToPhone: "ToPhone queue is full, drop packet"
+            self._to_phone.popleft()  # "... discard oldest"
         self._to_phone.append(packet)
         return []
 
@@ -391,9 +565,16 @@ class MeshtasticDevice:
         routing = mesh_pb2.Routing(error_reason=error)
         return self._for_host(self._local_packet(_PORT.ROUTING_APP, routing.SerializeToString(), request_id))
 
-    def _queue_status(self, packet_id: int = 0) -> mesh_pb2.QueueStatus:
-        free = TX_QUEUE_LEN - len(self._queue)
-        return mesh_pb2.QueueStatus(res=0, free=free, maxlen=TX_QUEUE_LEN, mesh_packet_id=packet_id)
+    def _queue_status(self, res: int, packet_id: int = 0, *, answer: bool = False) -> list[Action]:
+        """A QueueStatus with the free space now (MeshService::sendQueueStatusToPhone); kept as lastQueueStatus.
+
+        One that answers nothing (`packet_id` 0, not `answer`ing a heartbeat) reaches only a connected host.
+        """
+        self._status_free = self._txq.free
+        if not (self._connected or packet_id or answer):
+            return []
+        status = mesh_pb2.QueueStatus(res=res, free=self._txq.free, maxlen=TX_QUEUE_LEN, mesh_packet_id=packet_id)
+        return [self._to_host(queueStatus=status)]
 
     def _my_info(self) -> mesh_pb2.MyNodeInfo:
         device_id = hashlib.blake2b(f"blockiot-virtual:{self.setup.radio_id}".encode(), digest_size=16).digest()
@@ -406,45 +587,40 @@ class MeshtasticDevice:
         )
 
     def _own_node_info(self, now: float) -> mesh_pb2.NodeInfo:
-        return mesh_pb2.NodeInfo(num=self.node_num, user=self.owner, last_heard=self._clock(now), is_favorite=True)
-
-    def _config_variant(self, name: str) -> config_pb2.Config:
-        config = config_pb2.Config()
-        part = getattr(config, name)
-        if name in _LOCAL_CONFIG_FIELDS:
-            part.CopyFrom(getattr(self.config, name))
-        else:
-            part.SetInParent()  # sessionkey, device_ui: present and empty, as the firmware sends them
-        return config
-
-    def _module_config_variant(self, name: str) -> module_config_pb2.ModuleConfig:
-        module = module_config_pb2.ModuleConfig()
-        getattr(module, name).CopyFrom(getattr(self.module_config, name))
-        return module
+        info = mesh_pb2.NodeInfo(num=self.node_num, user=self.settings.owner, last_heard=self._clock(now), is_favorite=True)
+        if self.settings.position is not None:
+            info.position.CopyFrom(self.settings.position)
+        return info
 
     # -- air ----------------------------------------------------------------------------
 
-    def _transmit(self, air: bytes, now: float) -> list[Action]:
-        self._busy_until = now + time_on_air(len(air), self.params)
+    def _airtime(self, packet: MeshPacket) -> float:
+        return time_on_air(MESHTASTIC_HEADER_LEN + len(packet.payload), self.params)
+
+    def _transmit(self, packet: MeshPacket, now: float) -> list[Action]:
+        self._busy_until = self._tx_end = now + self._airtime(packet)
         self._stats.transmitted += 1
-        return [Transmit(air)]
+        return [Transmit(packet.to_bytes())] if self._on_rig_channel else []
 
-    def _backoff(self) -> float:
-        return self._rng.randrange(1 << CW_MIN) * self._slot
-
-    def _heard(self, packet: MeshPacket, data: mesh_pb2.Data, delivery: Delivery, now: float) -> None:
+    def _heard(self, packet: MeshPacket, data: mesh_pb2.Data, channel: int, snr: float, now: float) -> bool:
+        """NodeDB::updateFrom (and NodeInfoModule for a user); whether the sender's user was known before."""
         info = self._nodes.pop(packet.origin, None) or mesh_pb2.NodeInfo(num=packet.origin)
+        knew_user = info.HasField("user")
         info.last_heard = self._clock(now)
-        info.snr = delivery.snr
-        info.hops_away = max(0, self._router.hop_limit - packet.hop_limit)
+        info.snr = snr
+        info.channel = channel
+        if packet.hop_start != 0 and packet.hop_limit <= packet.hop_start:
+            info.hops_away = packet.hop_start - packet.hop_limit
         if data.portnum == _PORT.NODEINFO_APP:
             try:
                 info.user.CopyFrom(mesh_pb2.User.FromString(data.payload))
+                info.user.id = node_id(packet.origin)
             except DecodeError:
                 self._stats.malformed_from_air += 1
         self._nodes[packet.origin] = info
         if len(self._nodes) > MAX_NODES:
             self._nodes.popitem(last=False)
+        return knew_user
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -453,39 +629,3 @@ class MeshtasticDevice:
 
     def _new_packet_id(self) -> int:
         return self._rng.getrandbits(32) or 1
-
-
-
-_CONFIG_BY_NUMBER = {f.number: f.name for f in config_pb2.Config.DESCRIPTOR.fields}
-_MODULE_BY_NUMBER = {f.number: f.name for f in module_config_pb2.ModuleConfig.DESCRIPTOR.fields}
-_LOCAL_CONFIG_FIELDS = frozenset(f.name for f in localonly_pb2.LocalConfig.DESCRIPTOR.fields)
-
-
-def _local_config(preset_name: str, hop_limit: int, region: str) -> localonly_pb2.LocalConfig:
-    config = localonly_pb2.LocalConfig()
-    config.device.role = config_pb2.Config.DeviceConfig.Role.CLIENT
-    lora = config.lora
-    lora.use_preset = True
-    lora.modem_preset = config_pb2.Config.LoRaConfig.ModemPreset.Value(canonical_preset_name(preset_name))
-    lora.region = config_pb2.Config.LoRaConfig.RegionCode.Value(region)
-    lora.hop_limit = hop_limit
-    lora.tx_enabled = True
-    config.bluetooth.enabled = False
-    config.security.serial_enabled = True
-    return config
-
-
-def _channels() -> list[channel_pb2.Channel]:
-    primary = channel_pb2.Channel(index=0, role=channel_pb2.Channel.Role.PRIMARY)
-    primary.settings.psk = b"\x01"  # the default key; the empty name shows as the preset's name
-    disabled = [channel_pb2.Channel(index=i, role=channel_pb2.Channel.Role.DISABLED) for i in range(1, NUM_CHANNELS)]
-    return [primary, *disabled]
-
-
-def _metadata() -> mesh_pb2.DeviceMetadata:
-    return mesh_pb2.DeviceMetadata(
-        firmware_version=FIRMWARE_VERSION,
-        device_state_version=DEVICE_STATE_VERSION,
-        role=config_pb2.Config.DeviceConfig.Role.CLIENT,
-        hw_model=mesh_pb2.HardwareModel.PORTDUINO,
-    )

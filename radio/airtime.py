@@ -15,10 +15,19 @@ formula is for SX127x-style modems at SF6..SF12; SX126x SF5/SF6 differ and are n
 covered.
 
 Meshtastic presets are transcribed from the firmware's `modemPresetToParams()`
-(src/mesh/MeshRadio.h; before 2.6 inline in RadioInterface.cpp), non-wide (sub-GHz)
-LoRa, with the firmware's 16-symbol preamble (`preambleLengthDefault`), explicit
-header and CRC on. VERY_LONG_SLOW (SF12 / 62.5 kHz / 4/8) is kept for old firmware:
-current firmware has no case for it and runs LONG_FAST instead.
+(src/mesh/MeshRadio.h; in firmware 2.7 the switch in RadioInterface::applyModemConfig),
+non-wide (sub-GHz) LoRa, with the firmware's 16-symbol preamble
+(`preambleLengthDefault`), explicit header and CRC on. Which firmware each row follows:
+
+- SHORT_*, MEDIUM_FAST/SLOW, LONG_FAST/MODERATE/SLOW: firmware 2.7 (v2.7.11), unchanged since.
+- LONG_TURBO: firmware 2.7.17 and later (2.7.11 has no case for it and runs LONG_FAST).
+- VERY_LONG_SLOW: as firmware 2.7 treats it, LONG_FAST (no case in the switch: the
+  default branch); firmware before 2.5 ran it as SF12 / 62.5 kHz / 4/8.
+- LITE_FAST/SLOW, NARROW_FAST/SLOW: firmware 2.8 (develop, MeshRadio.h), the EU narrow
+  presets; firmware 2.7.23-2.7.26 knows their names but runs them as LONG_FAST.
+
+MEDIUM_TURBO and TINY_FAST/SLOW (firmware 2.8) are left out: the pinned meshtastic
+library has no ModemPreset value for them, so no device config can name them.
 
 A Meshtastic packet on air is the 16 B `PacketHeader` followed by the encrypted
 `Data` protobuf (AES-CTR for channel traffic: no growth). `meshtastic_packet_len(n)`
@@ -121,7 +130,11 @@ PRESETS: MappingProxyType[str, LoRaParams] = MappingProxyType(
         "LONG_FAST": _meshtastic(11, 250e3, 5),
         "LONG_MODERATE": _meshtastic(11, 125e3, 8),
         "LONG_SLOW": _meshtastic(12, 125e3, 8),
-        "VERY_LONG_SLOW": _meshtastic(12, 62.5e3, 8),
+        "VERY_LONG_SLOW": _meshtastic(11, 250e3, 5),  # firmware 2.7: the default branch, LONG_FAST
+        "LITE_FAST": _meshtastic(9, 125e3, 5),  # firmware 2.8
+        "LITE_SLOW": _meshtastic(10, 125e3, 5),  # firmware 2.8
+        "NARROW_FAST": _meshtastic(7, 62.5e3, 6),  # firmware 2.8
+        "NARROW_SLOW": _meshtastic(8, 62.5e3, 6),  # firmware 2.8
     }
 )
 

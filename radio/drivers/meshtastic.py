@@ -24,9 +24,24 @@ stream_interface.py / mesh_interface.py):
   and a send would wait for the connection. The driver notes the loss (event, or
   SerialException/OSError on write) and raises `RadioUnavailable` on the next
   send/receive (frames already queued are handed out first). `open()` reconnects.
-- The library sleeps 0.1 s after every write, and waits in 0.5 s sleeps, forever if
-  the device is gone, while the device's TX queue is full: the driver waits for room
-  itself, watching for loss, at most `timeout` seconds.
+- Flow control (firmware 2.7 MeshService::sendToMesh): the device queues a packet
+  first, then answers with a QueueStatus giving the free space after queuing; a full
+  TX queue answers `res` = 32 and `free` = 0, and says when room comes back with an
+  unsolicited QueueStatus. The library sleeps in 0.5 s steps, forever if the device is
+  gone, while `free` is 0, and on a `res` other than 0 it forgets the packet (its
+  resend check takes a missing entry for an ACK), so a frame a full queue refused
+  would be lost. The driver waits for room itself (watching for loss, at most
+  `timeout` seconds), waits for the status of each frame it sends, and sends a
+  refused frame again under a new packet id (the firmware ignores an id it has seen
+  among the last 20) once there is room; `held_back` counts those refusals.
+- The TX queue is shared with relays, ACKs and NodeInfo answers, and a full queue
+  makes room for a packet of higher priority by dropping the newest lower-priority one
+  (MeshPacketQueue::replaceLowerPriorityPacket), silently, after the host was told it
+  was queued. Our frames go with the library's default priority, RELIABLE: above
+  ordinary relays, below ACKs, responses and text. So the driver leaves `TX_RESERVE`
+  places free for the device's own traffic. The device says by itself
+  when a full queue has room again, not when a nearly full one has; meanwhile the
+  driver asks with a heartbeat (answered with a QueueStatus) every `_ROOM_POLL_S`.
 - Packets whose `from` is 0 are dropped by the library as echoes of our own.
 """
 from __future__ import annotations
@@ -36,12 +51,13 @@ import os
 import socket
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
+from typing import Callable, TypeVar
 
 import serial
 from meshtastic import BROADCAST_NUM
 from meshtastic.mesh_interface import MeshInterface
-from meshtastic.protobuf import config_pb2, portnums_pb2
+from meshtastic.protobuf import config_pb2, mesh_pb2, portnums_pb2
 from meshtastic.serial_interface import SerialInterface
 from meshtastic.tcp_interface import DEFAULT_TCP_PORT, TCPInterface
 from pubsub import pub
@@ -64,24 +80,37 @@ MTU = meshtastic_max_payload(PRIVATE_APP_PORTNUM)
 RECEIVE_TOPIC = "meshtastic.receive.data.PRIVATE_APP"
 LOST_TOPIC = "meshtastic.connection.lost"
 _QUEUE_POLL_S = 0.01
+_ROOM_POLL_S = 0.2
+QUEUE_OK = 0
+QUEUE_FULL = 32  # QueueStatus.res of a packet a full TX queue refused (firmware ERRNO_UNKNOWN)
+TX_RESERVE = 2  # TX queue places the driver leaves to the device's relays, ACKs and answers
+_STATUSES_KEPT = 64  # QueueStatus results kept by packet id until `send` collects them
+T = TypeVar("T")
 # LoRaConfig.bandwidth is in kHz with these shorthands (firmware RadioInterface::applyModemConfig).
 _BANDWIDTH_KHZ = {31: 31.25, 62: 62.5, 200: 203.125, 400: 406.25, 800: 812.5, 1600: 1625.0}
 
 
-class _BoundedConnectWait:
-    """Caps the library's hard-coded 30 s wait for the config download at our timeout."""
+class _DriverHooks:
+    """Caps the library's hard-coded 30 s wait for the config download at our timeout, and
+    hands every QueueStatus to the driver (the library publishes none)."""
 
     connect_timeout: float = DEFAULT_TIMEOUT
+    on_queue_status: Callable[[mesh_pb2.QueueStatus], None] | None = None
 
     def _waitConnected(self, timeout: float = 30.0) -> None:  # noqa: N802 (library name)
         super()._waitConnected(min(timeout, self.connect_timeout))  # type: ignore[misc]
 
+    def _handleQueueStatusFromRadio(self, queueStatus: mesh_pb2.QueueStatus) -> None:  # noqa: N802, N803
+        super()._handleQueueStatusFromRadio(queueStatus)  # type: ignore[misc]
+        if self.on_queue_status is not None:
+            self.on_queue_status(queueStatus)
 
-class _SerialInterface(_BoundedConnectWait, SerialInterface):
+
+class _SerialInterface(_DriverHooks, SerialInterface):
     pass
 
 
-class _TCPInterface(_BoundedConnectWait, TCPInterface):
+class _TCPInterface(_DriverHooks, TCPInterface):
     def myConnect(self) -> None:  # noqa: N802 (library name)
         self.socket = socket.create_connection((self.hostname, self.portNumber), timeout=self.connect_timeout)
         self.socket.settimeout(None)
@@ -131,11 +160,13 @@ class MeshtasticDriver:
         self.timeout = timeout
         self.name = f"meshtastic:{port}" if port is not None else f"meshtastic:tcp://{host}:{tcp_port}"
         self.dropped = 0
+        self.held_back = 0  # frames a full TX queue refused and the driver sent again
         self._iface: MeshInterface | None = None
         self._node_num: int | None = None
         self._params: LoRaParams | None = None
         self._lost = False
         self._rx: deque[Received] = deque(maxlen=rx_queue)
+        self._status: OrderedDict[int, int] = OrderedDict()  # packet id -> QueueStatus.res
         self._cond = threading.Condition()
         # pypubsub keeps only weak references: these bound methods live as long as the driver.
         self._listeners = ((self._on_receive, RECEIVE_TOPIC), (self._on_lost, LOST_TOPIC))
@@ -150,6 +181,7 @@ class MeshtasticDriver:
         iface = self._make_interface()
         with self._cond:
             self._iface, self._lost = iface, False
+            self._status.clear()
         for listener, topic in self._listeners:
             pub.subscribe(listener, topic)
         try:
@@ -165,7 +197,7 @@ class MeshtasticDriver:
             raise unavailable from exc
 
     def send(self, frame: bytes) -> None:
-        """Broadcast one frame as PRIVATE_APP data."""
+        """Broadcast one frame as PRIVATE_APP data; returns once the device has queued it."""
         frame = bytes(frame)
         if len(frame) > MTU:
             raise MessageTooLarge(
@@ -173,12 +205,19 @@ class MeshtasticDriver:
                 f"(PRIVATE_APP payload the firmware accepts)"
             )
         iface = self._connected_interface()
-        self._wait_for_tx_room(iface)
-        try:
-            iface.sendData(frame, BROADCAST_NUM, portNum=portnums_pb2.PortNum.PRIVATE_APP, wantAck=False)
-        except (serial.SerialException, OSError, MeshInterface.MeshInterfaceError) as exc:
-            self._mark_lost()
-            raise RadioUnavailable(f"{self.name}: device lost while sending ({exc})") from exc
+        deadline = time.monotonic() + self.timeout
+        while True:
+            self._wait_for_tx_room(iface, deadline)
+            packet = self._to_device(
+                lambda: iface.sendData(frame, BROADCAST_NUM, portNum=portnums_pb2.PortNum.PRIVATE_APP, wantAck=False)
+            )
+            res = self._wait_for_status(iface, packet.id, deadline)
+            if res == QUEUE_OK:
+                return
+            if res != QUEUE_FULL:
+                raise RadioUnavailable(f"{self.name}: the device refused the frame (QueueStatus res={res})")
+            with self._cond:
+                self.held_back += 1
 
     def receive(self, timeout: float) -> Received | None:
         """The next PRIVATE_APP frame from another node, or None after `timeout` seconds."""
@@ -242,6 +281,7 @@ class MeshtasticDriver:
         else:
             iface = _TCPInterface(self.host, portNumber=self.tcp_port, connectNow=False, timeout=self.timeout)
         iface.connect_timeout = self.timeout
+        iface.on_queue_status = self._on_queue_status
         return iface
 
     def _unavailable(self, exc: BaseException) -> RadioUnavailable | None:
@@ -272,16 +312,52 @@ class MeshtasticDriver:
                 raise RadioUnavailable(f"{self.name}: connection to the device was lost (unplugged?)")
             return iface
 
-    def _wait_for_tx_room(self, iface: MeshInterface) -> None:
-        """Wait while the device reports a full TX queue (the library would sleep, forever if it is gone)."""
-        deadline = time.monotonic() + self.timeout
-        while iface.queueStatus is not None and iface.queueStatus.free <= 0:
+    def _wait_for_tx_room(self, iface: MeshInterface, deadline: float) -> None:
+        """Wait until the device's TX queue has more than `TX_RESERVE` places free (the library would
+        wait only for a full queue, in 0.5 s sleeps, forever if the device is gone)."""
+        asked = time.monotonic()
+        while True:
             with self._cond:
-                if self._lost or self._iface is not iface:
-                    raise RadioUnavailable(f"{self.name}: connection to the device was lost (unplugged?)")
-                if time.monotonic() >= deadline:
-                    raise RadioUnavailable(f"{self.name}: the device's transmit queue stayed full for {self.timeout:g} s")
+                status = iface.queueStatus
+                if status is None or status.free > min(TX_RESERVE, status.maxlen - 1):
+                    return
+                self._check_waiting(iface, deadline, "the device's transmit queue stayed full")
+                if status.free == 0 or time.monotonic() - asked < _ROOM_POLL_S:
+                    self._cond.wait(_QUEUE_POLL_S)  # a full queue says itself when it has room
+                    continue
+            asked = time.monotonic()
+            self._to_device(iface.sendHeartbeat)  # answered with a QueueStatus
+
+    def _to_device(self, write: Callable[[], T]) -> T:
+        """Run a library call that writes to the device; a failed write means the device is gone."""
+        try:
+            return write()
+        except (serial.SerialException, OSError, MeshInterface.MeshInterfaceError) as exc:
+            self._mark_lost()
+            raise RadioUnavailable(f"{self.name}: device lost while sending ({exc})") from exc
+
+    def _wait_for_status(self, iface: MeshInterface, packet_id: int, deadline: float) -> int:
+        """The QueueStatus.res the device answered for `packet_id`."""
+        with self._cond:
+            while packet_id not in self._status:
+                self._check_waiting(iface, deadline, "no QueueStatus came for the frame")
                 self._cond.wait(_QUEUE_POLL_S)
+            return self._status.pop(packet_id)
+
+    def _check_waiting(self, iface: MeshInterface, deadline: float, what: str) -> None:
+        """Raise if waiting on `iface` must stop: the device is gone, or `deadline` passed. Holds `_cond`."""
+        if self._lost or self._iface is not iface:
+            raise RadioUnavailable(f"{self.name}: connection to the device was lost (unplugged?)")
+        if time.monotonic() >= deadline:
+            raise RadioUnavailable(f"{self.name}: {what} within {self.timeout:g} s")
+
+    def _on_queue_status(self, status: mesh_pb2.QueueStatus) -> None:
+        with self._cond:
+            if status.mesh_packet_id:
+                self._status[status.mesh_packet_id] = status.res
+                while len(self._status) > _STATUSES_KEPT:
+                    self._status.popitem(last=False)
+            self._cond.notify_all()
 
     def _mark_lost(self) -> None:
         with self._cond:

@@ -39,13 +39,22 @@ def test_packet_round_trip_has_meshtastic_header_layout():
     assert MeshPacket.from_bytes(wire) == packet
 
 
+def test_header_carries_destination_want_ack_hop_start_channel_and_relay_node():
+    # firmware RadioInterface.h PacketHeader: flags = hop_limit | want_ack << 3 | via_mqtt << 4 | hop_start << 5
+    packet = MeshPacket(0x0A0B0C0D, 0x01020304, 2, b"hi", to=0xB10C0001, want_ack=True, hop_start=3, channel=8, relay_node=0x0D)
+    wire = packet.to_bytes()
+    assert wire.hex() == "01000cb1" "0d0c0b0a" "04030201" "6a" "08" "00" "0d" + b"hi".hex()
+    assert len(wire) == 16 + 2  # no byte more than the firmware's header for a unicast
+    assert MeshPacket.from_bytes(wire) == packet
+    assert packet.key == (0x0A0B0C0D, 0x01020304)
+
+
 @pytest.mark.parametrize(
     "wire",
     [
         b"",
         bytes.fromhex("ffffffff0100000001000000"),  # truncated header
-        bytes.fromhex("01000000" "01000000" "01000000" "03" "000000"),  # not broadcast
-        bytes.fromhex("ffffffff" "01000000" "01000000" "0b" "000000"),  # reserved flag bits set
+        bytes.fromhex("00000000" "01000000" "01000000" "03" "000000"),  # to 0
         bytes.fromhex("ffffffff" "00000000" "01000000" "03" "000000"),  # origin 0
     ],
 )
@@ -61,6 +70,12 @@ def test_malformed_packets_raise_typed_error(wire):
 def test_out_of_range_fields_are_refused(fields):
     with pytest.raises(MeshPacketError):
         MeshPacket(*fields)
+
+
+@pytest.mark.parametrize("header", [{"to": 0}, {"hop_start": 8}, {"channel": 256}, {"relay_node": -1}])
+def test_out_of_range_header_fields_are_refused(header):
+    with pytest.raises(MeshPacketError):
+        MeshPacket(1, 1, 3, b"", **header)
 
 
 # -- contention window ----------------------------------------------------------------
@@ -95,7 +110,7 @@ def test_first_copy_delivered_and_relayed_with_one_hop_less():
     assert deliver and at is not None and at >= 100.0 + 2 * CW_MAX * SLOT
     assert r.next_deadline() == at
     assert r.pop_due(at - 1e-6) is None
-    assert r.pop_due(at) == MeshPacket(1, 5, 2, b"data")
+    assert r.pop_due(at) == MeshPacket(1, 5, 2, b"data", relay_node=7)
     assert r.next_deadline() is None
     assert r.stats.relayed == 1
 
@@ -124,7 +139,7 @@ def test_hop_limit_zero_is_delivered_not_relayed():
 def test_own_packets_are_never_delivered_or_relayed():
     r = router(7)
     packet = r.originate(9, b"mine")
-    assert packet == MeshPacket(7, 9, 3, b"mine")
+    assert packet == MeshPacket(7, 9, 3, b"mine", hop_start=3, relay_node=7)
     assert r.on_receive(9, 7, 2, b"mine", 0.0, 1.0) == (False, None)
     assert r.on_receive(10, 7, 2, b"old", 0.0, 1.0) == (False, None)  # from before a restart
     assert r.next_deadline() is None
@@ -135,7 +150,7 @@ def test_copy_with_more_hops_left_replaces_waiting_relay():
     r.on_receive(5, 1, 1, b"data", -10.0, 0.0)
     deliver, at = r.on_receive(5, 1, 3, b"data", -10.0, 0.2)
     assert not deliver and at is not None
-    assert r.pop_due(at) == MeshPacket(1, 5, 2, b"data")
+    assert r.pop_due(at) == MeshPacket(1, 5, 2, b"data", relay_node=7)
     assert r.next_deadline() is None
 
 
@@ -145,7 +160,40 @@ def test_busy_channel_delays_relay_afresh():
     assert r.pop_due(at, channel_busy=True) is None
     later = r.next_deadline()
     assert later >= at + 2 * CW_MAX * SLOT
-    assert r.pop_due(later) == MeshPacket(1, 5, 2, b"data")
+    assert r.pop_due(later) == MeshPacket(1, 5, 2, b"data", relay_node=7)
+
+
+def test_originate_sets_hop_start_and_the_header():
+    r = router(7, hop_limit=4)
+    packet = r.originate(9, b"dm", to=12, want_ack=True, channel=8)
+    assert (packet.to, packet.want_ack, packet.hop_limit, packet.hop_start, packet.channel) == (12, True, 4, 4, 8)
+    assert r.originate(10, b"x", hop_limit=2).hop_start == 2
+
+
+def test_packet_for_this_node_is_delivered_not_relayed():
+    r = router(7)
+    assert r.receive(MeshPacket(1, 5, 3, b"dm", to=7, hop_start=3), -10.0, 0.0) == (True, None)
+    deliver, at = r.receive(MeshPacket(1, 6, 3, b"dm", to=8, hop_start=3), -10.0, 0.0)
+    assert deliver and at is not None  # for someone else: delivered to the node (it sniffs) and relayed
+
+
+def test_originator_repeat_is_relayed_again_once_the_first_relay_went():
+    r = router(7)
+    first = MeshPacket(1, 5, 3, b"data", hop_start=3)
+    _, at = r.receive(first, -10.0, 0.0)
+    assert r.receive(first, -10.0, 0.1) == (False, None)  # still waiting: nothing new
+    assert r.pop_due(at) is not None
+    deliver, again = r.receive(first, -10.0, at + 10.0)  # a want-ack retransmission
+    assert not deliver and again is not None and r.pop_due(again).hop_limit == 2
+    relayed = MeshPacket(1, 5, 2, b"data", hop_start=3)
+    assert r.receive(relayed, -10.0, again + 1.0) == (False, None)
+
+
+def test_an_answered_direct_message_is_not_relayed():
+    r = router(7)
+    r.receive(MeshPacket(1, 5, 3, b"dm", to=8, hop_start=3), -10.0, 0.0)
+    assert r.cancel_relay((1, 5)) and not r.cancel_relay((1, 5))
+    assert r.next_deadline() is None and r.stats.cancelled == 1
 
 
 def test_seen_history_is_bounded():

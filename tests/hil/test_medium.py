@@ -8,6 +8,8 @@ import time
 import pytest
 
 from blockiot.hil.medium import (
+    CAD_SYMBOLS,
+    PREAMBLE_LOCK_SYMBOLS,
     Delivery,
     Field,
     LinkGraph,
@@ -149,6 +151,46 @@ def test_back_to_back_packets_do_not_collide():
     assert [d.sender for d in medium.poll(end3)] == [1, 3]
 
 
+SYMBOL = LONG_FAST.symbol_time_s
+
+
+def test_a_signal_over_within_the_newcomers_early_preamble_spoils_nothing():
+    # LoRaSim / Meshtasticator: the receiver locks on the last 5 of 16 preamble symbols.
+    medium = graph_medium({1: {2}, 3: {2}})
+    end1 = medium.transmit(1, PACKET, 0.0)
+    start3 = end1 - (LONG_FAST.preamble_symbols - PREAMBLE_LOCK_SYMBOLS) * SYMBOL + 1e-6
+    end3 = medium.transmit(3, PACKET, start3)
+    assert [d.sender for d in medium.poll(end3)] == [1, 3]
+    medium = graph_medium({1: {2}, 3: {2}})
+    end1 = medium.transmit(1, PACKET, 0.0)
+    end3 = medium.transmit(3, PACKET, start3 - 2e-6)  # one overlap further: into the lock
+    assert medium.poll(max(end1, end3)) == [] and medium.stats[2].collided == 2
+
+
+def test_a_signal_that_lost_on_arrival_interferes_with_nothing_after_it():
+    long = b"x" * 200
+    medium = graph_medium({1: {2: -80.0}, 3: {2: -95.0}, 4: {2: -100.0}})
+    end1 = medium.transmit(1, PACKET, 0.0)
+    medium.transmit(3, long, 0.05)  # lost on arrival: 15 dB below 1
+    end4 = medium.transmit(4, PACKET, end1 + 0.1)  # 5 dB below 3, but 3 was never locked on
+    assert [d.sender for d in medium.poll(end4)] == [1, 4]
+    medium = graph_medium({3: {2: -95.0}, 4: {2: -100.0}})
+    medium.transmit(3, long, 0.05)
+    end4 = medium.transmit(4, PACKET, end1 + 0.1)
+    assert medium.poll(end4) == [] and medium.stats[2].collided == 1  # locked on, 3 does spoil 4
+
+
+def test_cad_misses_a_signal_younger_than_a_cad():
+    medium = graph_medium({1: {2}}, cad_symbols=CAD_SYMBOLS)
+    medium.transmit(1, PACKET, 10.0)
+    assert not medium.busy(2, 10.0 + CAD_SYMBOLS * SYMBOL - 1e-6)
+    assert medium.busy(2, 10.0 + CAD_SYMBOLS * SYMBOL)
+    assert medium.busy(1, 10.0)  # its own transmission it always knows of
+    instant = graph_medium({1: {2}})
+    instant.transmit(1, PACKET, 10.0)
+    assert instant.busy(2, 10.0)  # by default a CAD sees a signal from its first instant
+
+
 def test_half_duplex_transmitter_does_not_receive():
     medium = graph_medium({1: {2}})
     end1 = medium.transmit(1, PACKET, 0.0)
@@ -236,7 +278,7 @@ def test_bad_link_graph_raises(links):
         LinkGraph(links)
 
 
-@pytest.mark.parametrize("kwargs", [{"loss": 1.5}, {"capture_db": -1.0}, {"overhead_bytes": -1}])
+@pytest.mark.parametrize("kwargs", [{"loss": 1.5}, {"capture_db": -1.0}, {"overhead_bytes": -1}, {"cad_symbols": -1.0}])
 def test_bad_settings_raise(kwargs):
     with pytest.raises(MediumError):
         Medium(LONG_FAST, topology=LinkGraph({}), **kwargs)

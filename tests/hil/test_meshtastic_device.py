@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from meshtastic.protobuf import admin_pb2, channel_pb2, config_pb2, mesh_pb2, portnums_pb2
@@ -13,18 +14,24 @@ from pubsub import pub
 
 from blockiot.hil.flooding import BROADCAST, MeshPacket
 from blockiot.hil.medium import Delivery
+from blockiot.hil.medium import LinkGraph, Medium
 from blockiot.hil.meshtastic_device import (
+    BOOT_JITTER_S,
+    NODE_INFO_FIRST_S,
     ONLY_CONFIG_NONCE,
     ONLY_NODES_NONCE,
+    REPORTED_SNR_MAX_DB,
     TO_PHONE_LEN,
     TX_QUEUE_LEN,
     MeshtasticDevice,
     node_id,
     node_num,
+    reported_snr,
 )
+from blockiot.hil.meshtastic_settings import channel_hash
 from blockiot.hil.personality import RadioSetup, ToHost, Transmit
 from blockiot.hil.rig import VirtualRig
-from blockiot.radio.airtime import meshtastic_max_payload, meshtastic_packet_len
+from blockiot.radio.airtime import canonical_preset_name, meshtastic_max_payload, meshtastic_packet_len, preset
 from blockiot.radio.streamframe import StreamFramer
 
 pytestmark = pytest.mark.timeout(60)
@@ -61,7 +68,7 @@ def variants(messages) -> list[str]:
 
 
 def packet(to: int = BROADCAST, portnum: int = PORT.PRIVATE_APP, payload: bytes = b"abc", **fields) -> mesh_pb2.MeshPacket:
-    mesh = mesh_pb2.MeshPacket(to=to, hop_limit=3, **fields)
+    mesh = mesh_pb2.MeshPacket(to=to, **{"hop_limit": 3, **fields})
     mesh.decoded.portnum = portnum
     mesh.decoded.payload = payload
     return mesh
@@ -71,8 +78,16 @@ def device(radio_id: int = 0, **setup) -> MeshtasticDevice:
     return MeshtasticDevice(RadioSetup(radio_id, **setup))
 
 
-def connected(radio_id: int = 0, **setup) -> MeshtasticDevice:
+def connected(radio_id: int = 0, *, knows: tuple[int, ...] = (0,), **setup) -> MeshtasticDevice:
+    """A device with a host connected that has heard the NodeInfo of the radios in `knows`
+    (so a packet from them does not make it answer with its own NodeInfo)."""
     dev = device(radio_id, **setup)
+    for other in knows:
+        if other != radio_id:
+            user = mesh_pb2.User(id=node_id(node_num(other)), long_name=f"radio {other}")
+            data = mesh_pb2.Data(portnum=PORT.NODEINFO_APP, payload=user.SerializeToString())
+            heard = MeshPacket(node_num(other), 0xAB00 + other, 0, data.SerializeToString(), hop_start=3, channel=8)
+            dev.from_air(delivery(heard.to_bytes(), receiver=radio_id, sender=other), 0.0)
     dev.from_host(to_radio(want_config_id=1), 0.0)
     return dev
 
@@ -136,6 +151,19 @@ def test_preset_and_hop_limit_come_from_the_setup():
     assert lora.hop_limit == 5
 
 
+@pytest.mark.parametrize(
+    "name, channel", [("LongModerate", "LongMod"), ("LiteFast", "LiteFast"), ("NarrowSlow", "NarrowSlow")]
+)
+def test_presets_run_and_name_the_default_channel_like_firmware(name, channel):
+    dev = device(0, preset=name)
+    messages = from_radio(dev.from_host(to_radio(want_config_id=1), 0.0))
+    lora = next(m.config.lora for m in messages if m.config.HasField("lora"))
+    assert lora.modem_preset == config_pb2.Config.LoRaConfig.ModemPreset.Value(canonical_preset_name(name))
+    dev.from_host(to_radio(packet=packet(id=9)), 0.0)
+    [air] = transmitted(run_until_transmit(dev)[0])
+    assert air.channel == channel_hash(channel, b"\x01")  # DisplayFormatters::getModemPresetDisplayName
+
+
 def test_special_nonces_select_config_or_nodes():
     dev = connected(1)
     dev.from_air(delivery(on_air()), 1.0)
@@ -169,21 +197,38 @@ def test_heartbeat_gets_queue_status():
     assert reply.queueStatus.free == TX_QUEUE_LEN and reply.queueStatus.maxlen == TX_QUEUE_LEN
 
 
+def status_of(message: mesh_pb2.FromRadio) -> tuple[int, int, int]:
+    status = message.queueStatus
+    return status.res, status.free, status.mesh_packet_id
+
+
+def routing_error(message: mesh_pb2.FromRadio) -> int:
+    assert message.packet.decoded.portnum == PORT.ROUTING_APP
+    return mesh_pb2.Routing.FromString(message.packet.decoded.payload).error_reason
+
+
 def test_host_packet_is_queued_then_sent_like_firmware():
     dev = connected(0)
-    [status] = from_radio(dev.from_host(to_radio(packet=packet(id=42, want_ack=True)), 1.0))
-    assert status.queueStatus.mesh_packet_id == 42 and status.queueStatus.res == 0
+    [status] = from_radio(dev.from_host(to_radio(packet=packet(id=42)), 1.0))
+    assert status_of(status) == (0, TX_QUEUE_LEN - 1, 42)  # free space after queuing
     actions, _ = run_until_transmit(dev, 1.0)
     [air] = transmitted(actions)
-    assert (air.origin, air.packet_id, air.hop_limit) == (node_num(0), 42, 3)
+    assert (air.origin, air.packet_id, air.hop_limit, air.hop_start) == (node_num(0), 42, 3, 3)
+    assert air.to == BROADCAST and not air.want_ack and air.channel == 8  # LongFast's channel hash
     data = mesh_pb2.Data.FromString(air.payload)
     assert data.portnum == PORT.PRIVATE_APP and data.payload == b"abc" and data.HasField("bitfield")
     raw = next(a.packet for a in actions if isinstance(a, Transmit))
     assert len(raw) == meshtastic_packet_len(3)  # same bytes on air as real firmware
-    [ack] = from_radio(actions)
-    assert getattr(ack.packet, "from") == node_num(0)
-    assert ack.packet.decoded.portnum == PORT.ROUTING_APP and ack.packet.decoded.request_id == 42
-    assert mesh_pb2.Routing.FromString(ack.packet.decoded.payload).error_reason == mesh_pb2.Routing.Error.NONE
+    assert from_radio(actions) == []  # no ACK just for being on air
+
+
+def test_unicast_carries_destination_and_want_ack_in_the_header_at_no_extra_cost():
+    dev = connected(0)
+    dev.from_host(to_radio(packet=packet(to=node_num(2), id=43, want_ack=True)), 1.0)
+    actions, _ = run_until_transmit(dev, 1.0)
+    [air] = transmitted(actions)
+    assert (air.to, air.want_ack) == (node_num(2), True)
+    assert len(air.to_bytes()) == meshtastic_packet_len(3)
 
 
 def test_largest_private_app_payload_fills_a_lora_packet_and_one_more_byte_is_refused():
@@ -192,8 +237,9 @@ def test_largest_private_app_payload_fills_a_lora_packet_and_one_more_byte_is_re
     dev = connected(0)
     messages = from_radio(dev.from_host(to_radio(packet=packet(payload=bytes(largest + 1), id=7)), 0.0))
     assert variants(messages) == ["queueStatus", "packet"]
-    assert mesh_pb2.Routing.FromString(messages[1].packet.decoded.payload).error_reason == mesh_pb2.Routing.Error.TOO_LARGE
-    assert dev.next_deadline() is None and dev.stats.refused == 1
+    assert status_of(messages[0]) == (mesh_pb2.Routing.Error.TOO_LARGE, TX_QUEUE_LEN, 7)
+    assert routing_error(messages[1]) == mesh_pb2.Routing.Error.TOO_LARGE
+    assert dev.queued == 0 and dev.stats.refused == 1
 
 
 def test_a_resent_packet_id_is_ignored():
@@ -202,17 +248,36 @@ def test_a_resent_packet_id_is_ignored():
     assert dev.from_host(to_radio(packet=packet(id=5)), 0.0) == []
 
 
-def test_full_tx_queue_refuses_and_frees_with_a_queue_status():
+def test_full_tx_queue_answers_res_32_and_says_when_there_is_room_again():
     busy = {"now": True}  # the channel stays busy: nothing leaves
     dev = connected(0, carrier_sense=lambda now: busy["now"])
+    frees = []
     for i in range(TX_QUEUE_LEN):
-        dev.from_host(to_radio(packet=packet(id=100 + i)), 0.0)
-    messages = from_radio(dev.from_host(to_radio(packet=packet(id=999)), 0.0))
-    assert messages[0].queueStatus.free == 0
-    assert mesh_pb2.Routing.FromString(messages[1].packet.decoded.payload).error_reason == mesh_pb2.Routing.Error.NO_INTERFACE
+        [status] = from_radio(dev.from_host(to_radio(packet=packet(id=100 + i)), 0.0))
+        frees.append(status_of(status)[1])
+    assert frees == list(range(TX_QUEUE_LEN - 1, -1, -1))
+    [refused] = from_radio(dev.from_host(to_radio(packet=packet(id=999)), 0.0))  # no Routing error besides
+    assert status_of(refused) == (32, 0, 999) and dev.stats.refused == 1
+    assert from_radio(dev.poll(0.0)) == []  # still full: nothing to say
     busy["now"] = False
     actions, _ = run_until_transmit(dev)
-    assert from_radio(actions)[-1].queueStatus.free == 1
+    assert [status_of(m) for m in from_radio(actions)] == [(0, 1, 0)]  # MeshService::loop: room again
+    assert from_radio(dev.poll(dev.next_deadline() or 0.0)) == []  # said once
+
+
+def test_relays_and_own_packets_share_the_queue():
+    busy = {"now": True}
+    dev = connected(1, carrier_sense=lambda now: busy["now"])
+    for i in range(TX_QUEUE_LEN - 1):
+        dev.from_host(to_radio(packet=packet(id=100 + i)), 0.0)
+    dev.from_air(delivery(on_air()), 0.5)  # a broadcast to relay takes the last place
+    assert dev.queued == TX_QUEUE_LEN
+    [refused] = from_radio(dev.from_host(to_radio(packet=packet(id=999)), 1.0))
+    assert status_of(refused) == (32, 0, 999)
+    busy["now"] = False
+    actions, _ = run_until_transmit(dev, 1.0)
+    first = transmitted(actions)[0]
+    assert (first.origin, first.hop_limit) == (node_num(0), 2)  # at equal priority the relay goes first
 
 
 def test_busy_channel_defers_transmission():
@@ -241,7 +306,8 @@ def test_first_copy_is_relayed_with_one_hop_less():
     dev = connected(1)
     dev.from_air(delivery(on_air()), 3.0)
     [relay] = transmitted(run_until_transmit(dev, 3.0)[0])
-    assert (relay.origin, relay.packet_id, relay.hop_limit) == (node_num(0), 0x1234, 2)
+    assert (relay.origin, relay.packet_id, relay.hop_limit, relay.hop_start) == (node_num(0), 0x1234, 2, 3)
+    assert relay.relay_node == node_num(1) & 0xFF
 
 
 def test_unicast_reaches_only_its_destination():
@@ -251,24 +317,164 @@ def test_unicast_reaches_only_its_destination():
     assert message.packet.to == node_num(2)
 
 
-def test_packets_wait_for_a_host_and_the_oldest_are_dropped():
+def air_packet(packet_id: int, portnum: int = PORT.PRIVATE_APP, origin: int = node_num(0)) -> bytes:
+    data = mesh_pb2.Data(portnum=portnum, payload=b"x")
+    return MeshPacket(origin, packet_id, 3, data.SerializeToString(), hop_start=3, channel=8).to_bytes()
+
+
+def test_packets_wait_for_a_host_text_pushes_out_the_oldest_the_rest_is_dropped():
     dev = device(1)
     for i in range(TO_PHONE_LEN + 1):
-        sender = connected(0)
-        sender.from_host(to_radio(packet=packet(id=1000 + i)), 0.0)
-        actions, _ = run_until_transmit(sender)
-        assert dev.from_air(delivery(next(a.packet for a in actions if isinstance(a, Transmit))), 1.0 + i) == []
-    assert dev.stats.dropped_for_host == 1
+        dev.from_air(delivery(air_packet(1000 + i)), 1.0 + i)
+    dev.from_air(delivery(air_packet(2000, PORT.TEXT_MESSAGE_APP)), 50.0)
+    assert dev.stats.dropped_for_host == 2
     messages = from_radio(dev.from_host(to_radio(want_config_id=3), 100.0))
     ids = [m.packet.id for m in messages if m.HasField("packet")]
-    assert ids == [1000 + i for i in range(1, TO_PHONE_LEN + 1)]
+    assert ids == [1000 + i for i in range(1, TO_PHONE_LEN)] + [2000]
     assert variants(messages).index("config_complete_id") < variants(messages).index("packet")
+
+
+def test_reported_snr_is_what_an_sx126x_reports():
+    assert reported_snr(24.1) == REPORTED_SNR_MAX_DB
+    assert reported_snr(-7.13) == -7.25  # 0.25 dB steps
+    dev = connected(1)
+    [message] = from_radio(dev.from_air(delivery(on_air(), rssi=-60.0, snr=54.0), 1.0))
+    assert message.packet.rx_snr == REPORTED_SNR_MAX_DB and message.packet.rx_rssi == -60
+
+
+def test_a_channel_we_have_no_key_for_is_relayed_but_not_read():
+    foreign = MeshPacket(node_num(0), 77, 3, b"secret", hop_start=3, channel=channel_hash("Other", b"\x01")).to_bytes()
+    dev = connected(1, knows=())
+    assert from_radio(dev.from_air(delivery(foreign), 1.0)) == [] and dev.heard_nodes() == []
+    assert transmitted(run_until_transmit(dev, 1.0)[0])[0].packet_id == 77
 
 
 def test_malformed_air_packet_is_counted():
     dev = connected(1)
     assert dev.from_air(delivery(b"\x00" * 5), 1.0) == []
     assert dev.stats.malformed_from_air == 1
+
+
+# -- several devices on one medium, in virtual time ---------------------------------------
+
+
+class Air:
+    """Virtual devices on a simulated medium, run in virtual time: no ptys, no threads, no wall clock."""
+
+    def __init__(self, links: dict) -> None:
+        self.medium = Medium(preset("LongFast"), topology=LinkGraph(links), seed=1)
+        ids = sorted(set(links) | {rx for hearers in links.values() for rx in hearers})
+        self.devices: dict[int, MeshtasticDevice] = {}
+        self.host: dict[int, list[mesh_pb2.FromRadio]] = {i: [] for i in ids}
+        self.on_air: list[tuple[int, MeshPacket]] = []
+        self.now = 0.0
+        for i in ids:
+            self.medium.add_radio(i)
+            sense = lambda now, i=i: self.medium.busy(i, now)  # noqa: E731
+            self.devices[i] = MeshtasticDevice(RadioSetup(i, carrier_sense=sense))
+            self.apply(i, self.devices[i].from_host(to_radio(want_config_id=1), 0.0))
+
+    def apply(self, i: int, actions) -> None:
+        self.host[i] += from_radio(actions)
+        for action in actions:
+            if isinstance(action, Transmit):
+                self.medium.transmit(i, action.packet, self.now)
+                self.on_air.append((i, MeshPacket.from_bytes(action.packet)))
+
+    def send(self, i: int, **fields) -> int:
+        """The host of radio `i` sends a PRIVATE_APP packet; returns its id."""
+        mesh = packet(id=self.devices[i]._new_packet_id(), **fields)
+        self.apply(i, self.devices[i].from_host(to_radio(packet=mesh), self.now))
+        return mesh.id
+
+    def run(self, until: float) -> None:
+        while True:
+            deadlines = [self.medium.next_deadline(), *(d.next_deadline() for d in self.devices.values())]
+            due = min(d for d in deadlines if d is not None)
+            if due > until:
+                self.now = until
+                return
+            self.now = max(self.now, due)
+            for delivery_ in self.medium.poll(self.now):
+                self.apply(delivery_.receiver, self.devices[delivery_.receiver].from_air(delivery_, self.now))
+            for i, dev in self.devices.items():
+                self.apply(i, dev.poll(self.now))
+
+    def routing(self, i: int, request_id: int) -> list[tuple[int, int]]:
+        """(from, error) of the Routing packets about `request_id` that reached host `i`."""
+        return [
+            (getattr(m.packet, "from"), routing_error(m))
+            for m in self.host[i]
+            if m.HasField("packet") and m.packet.decoded.portnum == PORT.ROUTING_APP
+            and m.packet.decoded.request_id == request_id
+        ]
+
+
+def test_node_info_is_broadcast_after_boot_and_peers_enter_the_node_db():
+    air = Air({0: {1}})
+    air.run(NODE_INFO_FIRST_S - 0.1)
+    assert air.on_air == [] and air.devices[0].heard_nodes() == []
+    air.run(NODE_INFO_FIRST_S + BOOT_JITTER_S + 5.0)
+    for me, peer in ((0, 1), (1, 0)):
+        info = air.devices[me].node_info(node_num(peer))
+        assert info.user.long_name == f"BlockIoT virtual {peer}" and info.user.id == node_id(node_num(peer))
+        assert info.HasField("hops_away") and info.hops_away == 0  # hop_start - hop_limit of a direct neighbour
+    first = air.on_air[0][1]
+    assert first.to == BROADCAST and mesh_pb2.Data.FromString(first.payload).want_response
+    own = [p.origin for radio, p in air.on_air if p.origin == node_num(radio)]
+    assert sorted(own) == [node_num(0), node_num(1)]  # each its NodeInfo once (an answer counts): 5 min apart
+    nodes = from_radio(air.devices[0].from_host(to_radio(want_config_id=ONLY_NODES_NONCE), air.now))
+    assert [m.node_info.num for m in nodes if m.HasField("node_info")] == [node_num(0), node_num(1)]
+
+
+def test_hops_away_counts_relays():
+    air = Air({0: {1}, 1: {2}})
+    air.send(2)
+    air.run(20.0)
+    assert air.devices[0].node_info(node_num(2)).hops_away == 1
+    assert air.devices[0].node_info(node_num(1)).hops_away == 0  # its NodeInfo answer came direct
+
+
+def test_direct_message_is_acknowledged_by_its_recipient_over_the_air():
+    air = Air({0: {1}})
+    packet_id = air.send(0, to=node_num(1), want_ack=True)
+    air.run(0.5)
+    assert air.routing(0, packet_id) == []  # on air is not acknowledged
+    air.run(20.0)
+    assert air.routing(0, packet_id) == [(node_num(1), mesh_pb2.Routing.Error.NONE)]
+    acks = [p for radio, p in air.on_air if radio == 1 and p.to == node_num(0)]
+    assert any(mesh_pb2.Data.FromString(p.payload).request_id == packet_id for p in acks)
+    assert [p.packet_id for radio, p in air.on_air if radio == 0].count(packet_id) == 1  # no retransmission
+
+
+def test_unanswered_want_ack_is_sent_three_times_then_nakked():
+    air = Air({0: set()})
+    packet_id = air.send(0, to=node_num(7), want_ack=True)
+    air.run(25.0)
+    assert [p.packet_id for _, p in air.on_air].count(packet_id) == 3
+    assert air.routing(0, packet_id) == [(node_num(0), mesh_pb2.Routing.Error.MAX_RETRANSMIT)]
+
+
+def test_broadcast_want_ack_gets_an_implicit_ack_when_a_relay_is_heard():
+    air = Air({0: {1: -125.0}})  # a weak link: the relay waits only a few slots
+    packet_id = air.send(0, want_ack=True)
+    air.run(20.0)
+    assert air.routing(0, packet_id) == [(node_num(0), mesh_pb2.Routing.Error.NONE)]
+    sent = [(radio, p.want_ack, p.hop_limit) for radio, p in air.on_air if p.packet_id == packet_id]
+    assert sent == [(0, False, 3), (1, False, 2)]  # want_ack never on air for a broadcast
+
+
+def test_a_repeated_direct_message_is_acknowledged_again():
+    dev = connected(1)
+    dm = mesh_pb2.Data(portnum=PORT.PRIVATE_APP, payload=b"dm").SerializeToString()
+    air = MeshPacket(node_num(0), 55, 3, dm, to=node_num(1), want_ack=True, hop_start=3, channel=8).to_bytes()
+    assert len(from_radio(dev.from_air(delivery(air), 1.0))) == 1
+    first, now = run_until_transmit(dev, 1.0)
+    assert dev.from_air(delivery(air), now + 10.0) == []  # a duplicate for the host, but...
+    second, _ = run_until_transmit(dev, now + 10.0)
+    for actions in (first, second):
+        [ack] = transmitted(actions)
+        assert ack.to == node_num(0) and mesh_pb2.Data.FromString(ack.payload).request_id == 55
 
 
 def admin_request(dev: MeshtasticDevice, packet_id: int, **request) -> mesh_pb2.MeshPacket:
@@ -291,11 +497,49 @@ def test_admin_getters_answer_with_the_device_config():
     assert channel.get_channel_response.role == channel_pb2.Channel.Role.PRIMARY
 
 
-def test_admin_setters_are_refused():
+def test_admin_setters_are_acknowledged_and_take_effect():
     dev = connected(0)
-    reply = admin_request(dev, 4, set_owner=mesh_pb2.User(long_name="x"))
-    assert reply.decoded.portnum == PORT.ROUTING_APP
-    assert mesh_pb2.Routing.FromString(reply.decoded.payload).error_reason == mesh_pb2.Routing.Error.BAD_REQUEST
+    reply = admin_request(dev, 4, set_owner=mesh_pb2.User(long_name="Bob", short_name="bob"))
+    assert reply.decoded.portnum == PORT.ROUTING_APP and getattr(reply, "from") == node_num(0)
+    assert mesh_pb2.Routing.FromString(reply.decoded.payload).error_reason == mesh_pb2.Routing.Error.NONE
+    [announce] = transmitted(run_until_transmit(dev)[0])  # the new owner goes out as a NodeInfo
+    assert mesh_pb2.User.FromString(mesh_pb2.Data.FromString(announce.payload).payload).long_name == "Bob"
+    blank = admin_request(dev, 5, set_owner=mesh_pb2.User(long_name="   "))
+    assert mesh_pb2.Routing.FromString(blank.decoded.payload).error_reason == mesh_pb2.Routing.Error.BAD_REQUEST
+    admin_request(dev, 6, set_fixed_position=mesh_pb2.Position(latitude_i=327767000, longitude_i=-967970000, altitude=1337))
+    [own] = [m.node_info for m in from_radio(dev.from_host(to_radio(want_config_id=7), 1.0)) if m.HasField("node_info")]
+    assert own.user.long_name == "Bob" and own.position.altitude == 1337
+
+
+def test_hop_limit_and_preset_set_by_admin_take_effect():
+    dev = connected(0)
+    lora = config_pb2.Config.LoRaConfig(use_preset=True, modem_preset=config_pb2.Config.LoRaConfig.LONG_FAST, hop_limit=5)
+    admin_request(dev, 1, set_config=config_pb2.Config(lora=lora))
+    dev.from_host(to_radio(packet=packet(id=20, hop_limit=0, want_ack=True)), 0.0)  # 0: the device's choice
+    [air] = transmitted(run_until_transmit(dev)[0])
+    assert air.hop_start == air.hop_limit == 5
+    lora.modem_preset = config_pb2.Config.LoRaConfig.SHORT_FAST  # not the rig's channel any more
+    admin_request(dev, 2, set_config=config_pb2.Config(lora=lora))
+    dev.from_host(to_radio(packet=packet(id=21)), 10.0)
+    actions, now = [], 10.0
+    while dev.queued:
+        now = max(now, dev.next_deadline())
+        actions += dev.poll(now)
+    assert transmitted(actions) == []  # sent, but not on the rig's air
+    assert dev.from_air(delivery(on_air()), 11.0) == []
+
+
+def test_reboot_loses_ram_and_keeps_flash():
+    dev = connected(1)
+    dev.from_air(delivery(on_air()), 1.0)
+    admin_request(dev, 1, set_owner=mesh_pb2.User(long_name="Carol"))
+    admin_request(dev, 2, reboot_seconds=5)
+    dev.from_host(to_radio(packet=packet(id=30)), 2.0)
+    assert dev.poll(6.0) == [] and dev.queued == 0  # rebooted at 6 s: queue and host connection gone
+    messages = from_radio(dev.from_host(to_radio(want_config_id=3), 7.0))
+    assert node_num(0) in [m.node_info.num for m in messages if m.HasField("node_info")]
+    assert [m.node_info.user.long_name for m in messages if m.HasField("node_info")][0] == "Carol"
+    assert NODE_INFO_FIRST_S + 6.0 <= dev.next_deadline() <= NODE_INFO_FIRST_S + BOOT_JITTER_S + 6.0
 
 
 # -- the official library and CLI on a virtual rig ---------------------------------------
@@ -358,10 +602,30 @@ def test_cli_info(rig):
     assert "Index 0: PRIMARY" in result.stdout
 
 
-def test_cli_nodes(rig):
+def knows_peer(port: str, peer: str) -> bool:
+    iface = SerialInterface(port, timeout=CLI_TIMEOUT_S)
+    try:
+        return "user" in iface.nodes.get(peer, {})
+    finally:
+        iface.close()
+
+
+def test_cli_nodes_shows_the_peer_without_a_reconnect(rig):
+    # Radio 1 announces itself 30 s (medium time) after boot: no host action is needed.
+    wait_until(lambda: knows_peer(rig.ports[0], "!b10c0001"))
     result = meshtastic_cli(rig.ports[0], "--nodes")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "!b10c0000" in result.stdout and "BlockIoT virtual 0" in result.stdout
+    [peer] = [line for line in result.stdout.splitlines() if "!b10c0001" in line]
+    cells = [cell.strip() for cell in peer.split("│")]
+    assert "BlockIoT virtual 1" in cells and "12 dB" in cells and cells[cells.index("12 dB") + 1] == "0"  # hops
+
+
+def wait_until(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.02)
 
 
 def test_cli_sendtext_arrives_at_the_other_radio(rig):
@@ -381,3 +645,22 @@ def test_cli_sendtext_arrives_at_the_other_radio(rig):
     finally:
         pub.unsubscribe(on_text, "meshtastic.receive.text")
         receiver.close()
+
+
+def test_cli_setters_change_the_board():
+    with VirtualRig(1, time_scale=TIME_SCALE) as one:
+        port = one.ports[0]
+        for args in (
+            ["--set-owner", "Bob"],
+            ["--setlat", "32.7767", "--setlon", "-96.7970", "--setalt", "1337"],
+            ["--ch-set", "name", "MyChannel", "--ch-index", "0"],
+            ["--ch-add", "testing"],
+        ):
+            result = meshtastic_cli(port, *args)
+            assert result.returncode == 0 and "Error" not in result.stdout + result.stderr, result.stdout + result.stderr
+        info = meshtastic_cli(port, "--info").stdout
+        assert "Owner: Bob" in info and "1337" in info and "32.7767" in info and "-96.797" in info
+        assert '"name": "MyChannel"' in info and "Index 1: SECONDARY" in info and '"name": "testing"' in info
+        assert meshtastic_cli(port, "--seturl", "https://www.meshtastic.org/d/#CgUYAyIBAQ").returncode == 0
+        info = meshtastic_cli(port, "--info").stdout
+        assert "MyChannel" not in info and "Index 0: PRIMARY" in info  # the URL's one channel replaced it

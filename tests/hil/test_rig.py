@@ -161,11 +161,13 @@ def test_unplugged_radio_is_off_the_air():
         a.open()
         try:
             rig.unplug(1)
+            heard = rig.stats.radios[1].air.received  # the boards' NodeInfo may have crossed before
+            sent = rig.stats.radios[0].air.sent
             a.send(b"anyone?")
-            wait_until(lambda: rig.stats.radios[0].air.sent == 1)
-            on_air_until = rig.now() + a.airtime(len(b"anyone?"))
+            wait_until(lambda: rig.stats.radios[0].air.sent > sent)
+            on_air_until = rig.now() + a.airtime(a.mtu)
             wait_until(lambda: rig.now() > on_air_until)
-            assert rig.stats.radios[1].air.received == 0
+            assert rig.stats.radios[1].air.received == heard
         finally:
             a.close()
 
@@ -183,9 +185,10 @@ def two_drivers(rig: VirtualRig):
 
 
 def test_medium_counts_airtime_of_real_meshtastic_packets():
-    with VirtualRig(2, preset="ShortFast", time_scale=TIME_SCALE) as rig, two_drivers(rig) as (a, b):
+    # One radio in real time: nothing answers it, and its own NodeInfo is 30 s away.
+    with VirtualRig(1, preset="ShortFast", time_scale=1.0) as rig, two_drivers(rig) as (a,):
         a.send(bytes(100))
-        assert b.receive(5).frame == bytes(100)
+        wait_until(lambda: rig.stats.radios[0].air.sent >= 1)
         radio0 = rig.stats.radios[0].air
         assert radio0.sent == 1
         assert radio0.airtime == pytest.approx(time_on_air(meshtastic_packet_len(100), preset("ShortFast")))
@@ -196,7 +199,7 @@ def test_total_loss_delivers_nothing():
     with VirtualRig(2, loss=1.0, time_scale=TIME_SCALE) as rig, two_drivers(rig) as (a, b):
         a.send(b"into the void")
         assert b.receive(1.0) is None
-        assert rig.stats.radios[1].air.lost == 1
+        assert rig.stats.radios[1].air.lost >= 1 and rig.stats.radios[1].air.received == 0
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from meshtastic.protobuf import mesh_pb2, portnums_pb2
+from meshtastic.protobuf import config_pb2, mesh_pb2, portnums_pb2
 
 from blockiot.radio.airtime import (
     MAX_LORA_PAYLOAD,
@@ -41,8 +41,8 @@ def test_low_data_rate_optimisation_follows_symbol_time_unless_forced():
     assert forced.ldro
 
 
-# modemPresetToParams() in meshtastic/firmware src/mesh/MeshRadio.h (non-wide LoRa);
-# VERY_LONG_SLOW from the switch in RadioInterface.cpp before it was dropped.
+# modemPresetToParams() in meshtastic/firmware src/mesh/MeshRadio.h (non-wide LoRa); firmware 2.7
+# runs VERY_LONG_SLOW as LONG_FAST; LITE_* and NARROW_* as firmware 2.8 defines them.
 FIRMWARE_PRESETS = {
     "SHORT_TURBO": (7, 500e3, 5),
     "SHORT_FAST": (7, 250e3, 5),
@@ -53,15 +53,24 @@ FIRMWARE_PRESETS = {
     "LONG_FAST": (11, 250e3, 5),
     "LONG_MODERATE": (11, 125e3, 8),
     "LONG_SLOW": (12, 125e3, 8),
-    "VERY_LONG_SLOW": (12, 62.5e3, 8),
+    "VERY_LONG_SLOW": (11, 250e3, 5),
+    "LITE_FAST": (9, 125e3, 5),
+    "LITE_SLOW": (10, 125e3, 5),
+    "NARROW_FAST": (7, 62.5e3, 6),
+    "NARROW_SLOW": (8, 62.5e3, 6),
 }
 
 
 @pytest.mark.parametrize("name", FIRMWARE_PRESETS)
 def test_presets_match_the_firmware(name):
+    assert name in config_pb2.Config.LoRaConfig.ModemPreset.keys()  # every preset the pinned library can name
     params = PRESETS[name]
     assert (params.sf, params.bw_hz, params.cr) == FIRMWARE_PRESETS[name]
     assert params.preamble_symbols == 16 and params.explicit_header and params.crc
+
+
+def test_every_preset_of_the_pinned_library_is_known():
+    assert set(PRESETS) == set(config_pb2.Config.LoRaConfig.ModemPreset.keys())
 
 
 @pytest.mark.parametrize("spelling", ["LongFast", "LONG_FAST", "long_fast", "longfast", "Long-Fast", " long fast "])
