@@ -24,7 +24,7 @@ from pathlib import Path
 from blockiot.chain.consensus.events import PRIORITY_BLOCK, PRIORITY_SYNC, BlockProposed, EvidenceToRecord, Output
 from blockiot.chain.consensus.messages import BlockMsg, MsgType, encode_message, message_type
 from blockiot.chain.consensus.node import NodeCore
-from blockiot.chain.consensus.params import ConsensusParams
+from blockiot.chain.consensus.params import ANSWER_SHARE, ConsensusParams
 from blockiot.chain.consensus.recovery import restore
 from blockiot.chain.crypto import Identity
 from blockiot.chain.genesis import Genesis, Member, Params
@@ -169,8 +169,11 @@ class FieldSim:
         )
         self.genesis = Genesis("field-sim", 0, Params(slot_seconds=slot, region=config.region, preset=config.preset), members)
         airtime_frame = time_on_air(255, self.params_lora)
+        budget = DutyCycleBudget(config.region, frequency_hz=config.frequency_hz)
+        answer_bytes = budget.share_bytes(ANSWER_SHARE, slot, LINK_MTU, airtime_frame)  # a full frame's airtime
         self.consensus = ConsensusParams.from_genesis(
             self.genesis,
+            answer_bytes_per_slot=answer_bytes,
             finality=config.finality,
             hop_latency_s=time_on_air(130, self.params_lora) + 0.5,
             request_timeout_s=slot / 2 + airtime_frame * 4,

@@ -155,6 +155,13 @@ class DutyCycleBudget:
         """Seconds of airtime per window; None when no duty cycle applies."""
         return None if self.fraction is None else self.fraction * self.window_s
 
+    def share_bytes(self, share: float, period_s: float, frame_bytes: int, frame_airtime_s: float) -> int | None:
+        """Bytes, sent in full frames of `frame_bytes` taking `frame_airtime_s` each, that
+        `share` of this budget pays for per `period_s` on average; None without a duty cycle."""
+        if self.fraction is None:
+            return None
+        return max(1, int(share * self.fraction * period_s / frame_airtime_s * frame_bytes))
+
     def describe(self) -> str:
         """One line saying which rules apply, for logs and the CLI."""
         parts = [self._where()]

@@ -13,7 +13,7 @@ from pathlib import Path
 from blockiot.chain.commands import due_commands
 from blockiot.chain.consensus.events import EvidenceToRecord, Output
 from blockiot.chain.consensus.node import NodeCore
-from blockiot.chain.consensus.params import ConsensusParams
+from blockiot.chain.consensus.params import ANSWER_SHARE, ConsensusParams
 from blockiot.chain.consensus.recovery import restore
 from blockiot.chain.crypto import Identity
 from blockiot.chain.genesis import load_genesis_toml
@@ -64,7 +64,9 @@ def run(args) -> int:
     driver = MeshtasticDriver(serial_port, host=args.host)
     try:
         driver.open()
-        port = RadioPort(driver, budget=DutyCycleBudget(genesis.params.region, frequency_hz=args.frequency))
+        budget = DutyCycleBudget(genesis.params.region, frequency_hz=args.frequency)
+        port = RadioPort(driver, budget=budget)
+        answer_bytes = budget.share_bytes(ANSWER_SHARE, genesis.params.slot_seconds, driver.mtu, driver.airtime(driver.mtu))
         ledger, finalized = restore(genesis, store)
         now = time.time()
         core = NodeCore(
@@ -73,7 +75,7 @@ def run(args) -> int:
             rng=random.Random(),
             now=now,
             identity=identity,
-            params=ConsensusParams.from_genesis(genesis, hop_latency_s=driver.airtime(130) + 0.5),
+            params=ConsensusParams.from_genesis(genesis, hop_latency_s=driver.airtime(130) + 0.5, answer_bytes_per_slot=answer_bytes),
             ledger=ledger,
             finalized=finalized,
             lock=store.lock(),

@@ -8,6 +8,9 @@ from ..errors import ChainError
 from ..genesis import Genesis
 
 FINALITY_RULES = ("quorum", "obft")
+# Share of a node's airtime budget that answering others' (unsigned) requests may take:
+# runtimes turn it into `answer_bytes_per_slot` with their radio's airtime.
+ANSWER_SHARE = 0.1
 
 
 class ConsensusConfigError(ChainError):

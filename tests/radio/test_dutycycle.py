@@ -128,3 +128,11 @@ def test_sending_only_when_check_allows_never_exceeds_any_window(fraction, reque
         for low, high in ((edge, edge + 3600), (edge - 3600, edge)):
             on_air = sum(max(0.0, min(end, high) - max(start, low)) for start, end in sent)
             assert on_air <= allowance + 1e-6
+
+
+def test_a_share_of_the_budget_in_bytes_per_period():
+    budget = DutyCycleBudget("EU868", frequency_hz=869.525e6)  # 10 %
+    # 10 % of 10 % of a 30 s slot is 0.3 s: 0.3 / 2.16 s of a full 231 B frame.
+    assert budget.share_bytes(0.1, 30.0, 231, 2.16) == int(0.3 / 2.16 * 231)
+    assert DutyCycleBudget("EU868", frequency_hz=868.1e6).share_bytes(0.1, 30.0, 231, 2.16) == 3  # 1 %
+    assert DutyCycleBudget("US915").share_bytes(0.1, 30.0, 231, 0.4) is None  # no duty cycle there
