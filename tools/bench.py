@@ -10,6 +10,8 @@ BENCHMARKS = [
     "blockiot.tools.bench_codec",
     "blockiot.tools.bench_radio",
     "blockiot.tools.bench_contracts",
+    "blockiot.tools.bench_safety",
+    "blockiot.tools.bench_hostile",
 ]
 
 
