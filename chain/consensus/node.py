@@ -613,8 +613,11 @@ class NodeCore:
             if parent is None:
                 if highest is None and start == req.from_height and msg.tip == req.tip:
                     if req.from_height > self.tree.root.height + 1 and self.final.height_of(header.parent_prefix) is None:
-                        # the tip's branch left ours below where we asked: ask from our finalized block
+                        # the tip's branch left ours below where we asked: ask the neighbour that
+                        # has it again, from our finalized block
                         req.from_height = self.tree.root.height + 1
+                        req.prefer = origin
+                        req.tried.discard(origin)
                         self._retry(_CATCH_UP, req, now, out)
                     else:
                         self._refuse_tip(req.tip, out)

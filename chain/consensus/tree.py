@@ -232,10 +232,12 @@ class BlockTree:
             if n is not node:
                 self._by_slot.setdefault(n.slot, []).append(n)
         if self.head.id not in keep:
-            self.head = max(keep.values(), key=lambda n: (_preference(n), [-b for b in n.id]))
+            self.head = max(keep.values(), key=_preference)
         return path
 
 
-def _preference(node: BlockNode) -> tuple[int, int]:
-    """Fork choice (PROTOCOL §5): the highest justified block first, then the longest chain."""
-    return node.vote.just, node.height
+def _preference(node: BlockNode) -> tuple[int, int, bytes]:
+    """Fork choice (PROTOCOL §5): the highest justified block first, then the longest chain,
+    then the lower tip id (so that nodes holding the same branches agree, and a split of
+    equal branches ends as soon as both are known)."""
+    return node.vote.just, node.height, bytes(255 - b for b in node.id)

@@ -55,10 +55,10 @@ def test_fork_choice_prefers_the_highest_justified_block_over_length(cluster, tr
     assert tree.head is c[-1]
 
 
-def test_fork_choice_takes_the_longer_branch_and_keeps_ties(cluster, tree):
+def test_fork_choice_takes_the_longer_branch_and_breaks_ties_by_the_lower_id(cluster, tree):
     a1, a2 = chain(cluster, tree, [1, 2])
     b2 = build(cluster, tree, a1, 3)
-    assert tree.head is a2  # same height: keep the current head
+    assert tree.head is min((a2, b2), key=lambda n: n.id)  # same height and J: every node picks the same
     b3 = build(cluster, tree, b2, 4)
     assert tree.head is b3
 
