@@ -155,6 +155,13 @@ class DutyCycleBudget:
         """Seconds of airtime per window; None when no duty cycle applies."""
         return None if self.fraction is None else self.fraction * self.window_s
 
+    def share_rate(self, share: float, airtime_s: float) -> float | None:
+        """Transmissions of `airtime_s` per second that `share` of this budget pays for;
+        None without a duty cycle."""
+        if self.fraction is None:
+            return None
+        return share * self.fraction / airtime_s
+
     def share_bytes(self, share: float, period_s: float, frame_bytes: int, frame_airtime_s: float) -> int | None:
         """Bytes, sent in full frames of `frame_bytes` taking `frame_airtime_s` each, that
         `share` of this budget pays for per `period_s` on average; None without a duty cycle."""

@@ -43,8 +43,10 @@ a repair request), so nothing a frame asks for is granted beyond these bounds:
   total at most the bytes of the fragments it received: one fake fragment costs at most
   one request, no larger than itself (before: up to 8), and a fake fragment smaller than
   the request it would cause costs none. All requests share
-  a token bucket of `max_requests_per_interval` per `repair_interval` (a request without
-  a token waits for one), and one radio sender holds at most `max_pending_per_sender`
+  a token bucket of `request_rate` per second (default `max_requests_per_interval` per
+  `repair_interval`; `RadioPort` sets it from the airtime budget, since every request is a
+  whole packet on air whatever its bytes), bursts of `max_requests_per_interval` (a
+  request without a token waits for one), and one radio sender holds at most `max_pending_per_sender`
   reassemblies (a new one evicts that sender's oldest, not another sender's).
 - Memory is bounded: at most `max_pending` reassemblies (the oldest is evicted), each
   of at most `max_fragments` frames of at most `mtu` bytes; the fragment count is
@@ -162,6 +164,7 @@ class Link:
         repair_share: float = 2.0,
         max_pending_per_sender: int = 8,
         max_requests_per_interval: int = 8,
+        request_rate: float | None = None,
     ) -> None:
         if mtu <= FRAGMENT_HEADER_LEN:
             raise ValueError(f"mtu must exceed the {FRAGMENT_HEADER_LEN} B fragment header, not {mtu}")
@@ -216,6 +219,10 @@ class Link:
         self.repair_share = repair_share
         self.max_pending_per_sender = min(max_pending_per_sender, max_pending)
         self.max_requests_per_interval = max_requests_per_interval
+        if request_rate is not None and not request_rate > 0:
+            raise ValueError(f"request_rate must be positive, not {request_rate}")
+        # Repair requests per second in the long run (bursts of max_requests_per_interval).
+        self.request_rate = max_requests_per_interval / repair_interval if request_rate is None else request_rate
         self._tokens = float(max_requests_per_interval)  # repair requests we may send now
         self._tokens_at = -math.inf
         self._rng = rng if rng is not None else random.Random()
@@ -376,8 +383,7 @@ class Link:
 
     def _take_token(self, now: float) -> bool:
         """Spend one of the shared repair-request tokens, if one is left."""
-        rate = self.max_requests_per_interval / self.repair_interval
-        refill = max(0.0, now - self._tokens_at) * rate
+        refill = max(0.0, now - self._tokens_at) * self.request_rate
         self._tokens = min(float(self.max_requests_per_interval), self._tokens + refill)
         self._tokens_at = now
         if self._tokens >= 1:
@@ -386,7 +392,8 @@ class Link:
         return False
 
     def _next_token(self, now: float) -> float:
-        return now + (1 - self._tokens) * self.repair_interval / self.max_requests_per_interval
+        # at least a microsecond on: a float sum that rounds back to `now` would spin the caller
+        return now + max((1 - self._tokens) / self.request_rate, 1e-6)
 
     # -- timers ----------------------------------------------------------------
 

@@ -21,6 +21,7 @@ Clock and sleep are parameters, so tests run it on exact, simulated time.
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from typing import Callable, Protocol, TypeVar
 from blockiot.radio.dutycycle import DutyCycleBudget
 from blockiot.radio.errors import BudgetExceeded, RadioUnavailable
 from blockiot.radio.link import Delivered, Dropped, Link, LinkEvent, Transmit
+from blockiot.radio.linkframe import repair_request_len
 
 T = TypeVar("T")
 
@@ -60,6 +62,22 @@ class _Outgoing:
     frames: deque[bytes] = field(default_factory=deque)
 
 
+# Share of the airtime budget that link-layer repair requests may take: anyone can forge
+# the fragments that cause them, and each is a whole packet on air however short.
+REPAIR_REQUEST_SHARE = 0.1
+
+
+def port_link(driver: Driver, budget: DutyCycleBudget | None, *, max_message: int = 4096,
+              node_id: int | None = None, rng: random.Random | None = None) -> Link:
+    """The link layer a port runs: its repair requests paid from `REPAIR_REQUEST_SHARE` of
+    the airtime budget (the link's own default rate only without a duty cycle)."""
+    link = Link(driver.mtu, max_message=max_message, node_id=node_id, rng=rng)
+    rate = None if budget is None else budget.share_rate(REPAIR_REQUEST_SHARE, driver.airtime(repair_request_len(link.max_fragments)))
+    if rate is not None:
+        link.request_rate = rate  # the longest request's airtime: conservative
+    return link
+
+
 class RadioPort:
     """One radio, its link layer and its airtime budget, behind a blocking message API."""
 
@@ -83,7 +101,7 @@ class RadioPort:
             raise ValueError(f"reconnect_backoff must be (first, max) with 0 < first <= max, not {reconnect_backoff}")
         self.driver = driver
         self.budget = budget
-        self.link = link if link is not None else Link(driver.mtu, max_message=max_message, node_id=node_id)
+        self.link = link if link is not None else port_link(driver, budget, max_message=max_message, node_id=node_id)
         self.reconnect_backoff = (first, most)
         self.reconnect_timeout = reconnect_timeout
         self.poll_interval = poll_interval
