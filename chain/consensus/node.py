@@ -91,6 +91,7 @@ class _Request:
     tries: int = 0
     tried: set[int] = field(default_factory=set)
     prefer: int | None = None
+    back: int = 1  # how far below the last start a catch-up looks for where the branches meet
 
 
 @dataclass
@@ -614,8 +615,11 @@ class NodeCore:
                 if highest is None and start == req.from_height and msg.tip == req.tip:
                     if req.from_height > self.tree.root.height + 1 and self.final.height_of(header.parent_prefix) is None:
                         # the tip's branch left ours below where we asked: ask the neighbour that
-                        # has it again, from our finalized block
-                        req.from_height = self.tree.root.height + 1
+                        # has it again, from further down (2, 4, 8 blocks, then our finalized block),
+                        # so that it does not resend the blocks we share
+                        req.back *= 2
+                        lowest = self.tree.root.height + 1
+                        req.from_height = lowest if req.back > 8 else max(lowest, req.from_height - req.back)
                         req.prefer = origin
                         req.tried.discard(origin)
                         self._retry(_CATCH_UP, req, now, out)
