@@ -384,8 +384,8 @@ class FieldSim:
 
     def _relay(self, node: SimNode, t: float) -> None:
         while True:
-            busy = node.busy_until > t or self.medium.busy(node.radio_id, t)
-            packet = node.router.pop_due(t, channel_busy=busy)
+            busy_until = max(node.busy_until, self.medium.busy_until(node.radio_id, t))
+            packet = node.router.pop_due(t, busy_until=busy_until)
             if packet is None:
                 return
             raw = packet.to_bytes()
@@ -398,8 +398,14 @@ class FieldSim:
     def _transmit_queue(self, node: SimNode, t: float) -> None:
         if not node.queue or node.busy_until > t or node.ready_at > t:
             return
-        if self.medium.busy(node.radio_id, t):
-            node.ready_at = t + self.rng.uniform(1, 8) * node.router.slot
+        busy_until = self.medium.busy_until(node.radio_id, t)
+        if busy_until > t:
+            # Channel activity: back off 1-8 slots and sense again, as long as it lasts.
+            # Every retry before `busy_until` would find it busy, so draw them all now.
+            ready = t
+            while ready < busy_until:
+                ready += self.rng.uniform(1, 8) * node.router.slot
+            node.ready_at = ready
             return
         node.queue.sort()
         priority, _, packet, kind = node.queue[0]

@@ -394,16 +394,37 @@ class FloodRouter:
         relay = replace(packet, hop_limit=packet.hop_limit - 1, relay_node=self.relay_id)
         return self.relays.hold(relay, snr, now)
 
-    def pop_due(self, now: float, *, channel_busy: bool = False) -> MeshPacket | None:
+    def pop_due(
+        self, now: float, *, channel_busy: bool = False, busy_until: float | None = None
+    ) -> MeshPacket | None:
         """The packet whose time has come, to transmit now, or None.
 
         With `channel_busy` (channel activity detected, or this radio still transmitting)
         every due relay gets a fresh weighted delay instead, as the firmware does.
+
+        `busy_until` (later than `now`: the channel is busy and stays so at least until
+        then) also waits out that busy period at once: the firmware would find the channel
+        busy at every retry before it and draw a fresh delay each time, so those retries
+        are drawn here, in the order they would come, and each relay is next due at its
+        first retry at or after `busy_until`, where the channel is sensed again. Nothing
+        is polled in between.
         """
+        if busy_until is not None:
+            if busy_until > now:
+                self._wait_out(now, busy_until)
+                return None
+            channel_busy = False
         packet = self.relays.pop_due(now, channel_busy=channel_busy)
         if packet is not None and packet.origin != self.node_id:
             self._relayed += 1
         return packet
+
+    def _wait_out(self, now: float, busy_until: float) -> None:
+        relays = self.relays
+        at: float | None = now
+        while at is not None and at < busy_until:
+            relays.pop_due(at, channel_busy=True)  # every relay due by `at` draws afresh
+            at = relays.next_deadline()
 
     def next_deadline(self) -> float | None:
         """When the earliest waiting relay is due, or None."""

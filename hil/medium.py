@@ -479,14 +479,31 @@ class Medium:
 
         A radio that is down senses nothing and is never busy.
         """
-        self._require(radio_id)
+        return self.busy_until(radio_id, now) > now
+
+    def busy_until(self, radio_id: int, now: float) -> float:
+        """When the channel activity `busy` senses at `radio_id` now ends at the earliest: `now` if it senses none.
+
+        Every signal sensed now is still sensed until its airtime ends (one cut off by its
+        sender going down too), so `busy` stays true until the returned time whatever else
+        happens, short of this radio going down; signals that start meanwhile may make
+        the channel busy for longer.
+        """
+        if radio_id not in self._radios:
+            self._require(radio_id)
         if not self._alive[radio_id]:
-            return False
+            return now
+        until = now
         sending = self._sending[radio_id]
         if sending is not None and sending.start <= now < sending.end:
-            return True
+            until = sending.end
         detected = now - self._cad_s  # a younger signal is still under way through the CAD
-        return any(rx.tx.start <= detected and now < rx.tx.end and rx.rssi >= self._cad_dbm for rx in self._active[radio_id])
+        cad_dbm = self._cad_dbm
+        for rx in self._active[radio_id]:
+            tx = rx.tx
+            if tx.end > until and tx.start <= detected and rx.rssi >= cad_dbm:
+                until = tx.end
+        return until
 
     def link_rssi(self, sender: int, receiver: int) -> float | None:
         """RSSI at `receiver` of `sender`, or None when it is too weak to matter."""

@@ -287,3 +287,12 @@ def test_cancellation_cuts_relays_in_dense_cluster():
         plain += sum(r.stats.relayed for r in routers.values())
     assert plain == 3 * 11  # routers never cancel: every node relays
     assert managed <= plain // 3
+
+
+def test_a_known_busy_period_is_waited_out_at_once():
+    r = router()
+    _, at = r.on_receive(5, 1, 3, b"data", -10.0, 0.0)
+    busy_until = at + 10.0
+    assert r.pop_due(at, busy_until=busy_until) is None
+    assert r.next_deadline() >= busy_until  # sensed again only once the busy period can be over
+    assert r.pop_due(r.next_deadline(), busy_until=r.next_deadline()) == MeshPacket(1, 5, 2, b"data", relay_node=7)

@@ -377,3 +377,16 @@ def test_scale_100_radios_3000_packets():
     assert sum(s.sent for s in stats.values()) == 3000
     assert sum(s.received for s in stats.values()) == len(deliveries) > 0
     assert medium.next_deadline() is None
+
+
+def test_busy_until_says_when_the_sensed_activity_ends_at_the_earliest():
+    medium = graph_medium({1: {2}, 3: {2}})  # 2 hears 1 and 3; they do not hear each other
+    assert medium.busy_until(2, 5.0) == 5.0 and not medium.busy(2, 5.0)  # idle: now
+    first = medium.transmit(1, PACKET, 10.0)
+    longer = medium.transmit(3, PACKET * 3, 10.1)
+    assert first < longer
+    for t in (10.2, first - 1e-3):
+        assert medium.busy_until(2, t) == longer and medium.busy(2, t)  # both sensed: the later end
+    assert medium.busy_until(1, 10.2) == first  # its own transmission only
+    assert all(medium.busy(2, t) for t in (first + 1e-3, longer - 1e-3))  # busy all the way, as promised
+    assert medium.busy_until(2, longer) == longer and not medium.busy(2, longer)
