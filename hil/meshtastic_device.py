@@ -28,7 +28,7 @@ MeshService.cpp, Router.cpp, ReliableRouter.cpp, modules/NodeInfoModule.cpp):
   this node); without either the packet is sent again twice, then the host gets a
   Routing MAX_RETRANSMIT. A recipient that hears the originator repeat a want-ack
   packet it already has acknowledges it again.
-- From the air: hop-limited managed flooding by `FloodRouter` (hil/flooding.py); a
+- From the air: hop-limited managed flooding by `FloodRouter` (hil/sim/flooding.py); a
   first copy on one of our channels updates the node DB (`NodeDB::updateFrom`: SNR,
   last heard, hops away = hop_start - hop_limit, the user from NODEINFO_APP) and,
   addressed to everyone or to this node, goes to the host with rx_rssi / rx_snr /
@@ -65,8 +65,8 @@ from dataclasses import dataclass, replace
 from google.protobuf.message import DecodeError
 from meshtastic.protobuf import admin_pb2, config_pb2, mesh_pb2, module_config_pb2, portnums_pb2
 
-from blockiot.hil.flooding import BROADCAST, HOP_MAX, FloodRouter, MeshPacket, MeshPacketError, slot_time
-from blockiot.hil.medium import Delivery
+from blockiot.hil.sim.flooding import BROADCAST, HOP_MAX, FloodRouter, MeshPacket, MeshPacketError, slot_time
+from blockiot.hil.sim.medium import Delivery
 from blockiot.hil.meshtastic_settings import AdminResult, Settings
 from blockiot.hil.personality import Action, RadioSetup, ToHost, Transmit
 from blockiot.hil.reliable import Retransmissions

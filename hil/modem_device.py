@@ -40,7 +40,7 @@ from collections import deque
 
 import construct as cs
 
-from blockiot.hil.medium import Delivery
+from blockiot.hil.sim.medium import Delivery
 from blockiot.hil.personality import RadioSetup, ToHost, Transmit
 from blockiot.radio.airtime import LoRaParams, preset, time_on_air
 from blockiot.radio.drivers.e22 import (

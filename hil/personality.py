@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Protocol, Union
 
-from blockiot.hil.medium import Delivery
+from blockiot.hil.sim.medium import Delivery
 
 
 @dataclass(frozen=True)

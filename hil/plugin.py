@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import pytest
 
-from blockiot.hil.bench import DEFAULT_TIME_SCALE, HilBench, RadioKind, hil_kinds, open_bench, skip_reason
+from blockiot.hil.testbench import DEFAULT_TIME_SCALE, HilBench, RadioKind, hil_kinds, open_bench, skip_reason
 
 DEFAULT_RADIOS = 2
 HARDWARE_TIMEOUT_S = 1800     # per test on real radios (a 4 KiB message on LongSlow takes minutes)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from blockiot.hil.flooding import CW_MAX, CW_MIN, MeshPacket
+from blockiot.hil.sim.flooding import CW_MAX, CW_MIN, MeshPacket
 
 NUM_RELIABLE_RETX = 3  # firmware NextHopRouter.h: first send plus two retransmissions
 PROCESSING_TIME_S = 4.5  # firmware RadioInterface::PROCESSING_TIME_MSEC

@@ -1,7 +1,7 @@
 """`VirtualRig`: N virtual radios on pseudo-terminals, joined by a simulated LoRa medium.
 
 Each radio is a `PtyPair` (the serial port a host opens, hil/pty.py) plus a
-personality (its firmware, hil/personality.py), all on one `Medium` (hil/medium.py).
+personality (its firmware, hil/personality.py), all on one `Medium` (hil/sim/medium.py).
 One background thread does all the IO: it selects on the pty masters, feeds host
 bytes to the personalities, puts their `Transmit` packets on the medium, hands the
 medium's deliveries back, and wakes for the earliest deadline of the medium and the
@@ -34,7 +34,7 @@ from queue import Empty, SimpleQueue
 from types import MappingProxyType
 from typing import Callable, Iterator, Sequence, TypeVar
 
-from blockiot.hil.medium import LinkGraph, Medium, MediumError, RadioStats, Topology
+from blockiot.hil.sim.medium import LinkGraph, Medium, MediumError, RadioStats, Topology
 from blockiot.hil.meshtastic_device import MeshtasticDevice
 from blockiot.hil.modem_device import virtual_e22
 from blockiot.hil.personality import Action, Personality, PersonalityFactory, RadioSetup, ToHost, Transmit

@@ -17,7 +17,7 @@ After Meshtastic firmware 2.7 (src/mesh/MeshPacketQueue.cpp, RadioLibInterface.c
   detection finds a signal (`channel_busy`), the timer is armed afresh; otherwise the
   front packet goes on air.
 
-It is a `RelayQueue` (hil/flooding.py), so a `FloodRouter` holds its relays here and
+It is a `RelayQueue` (hil/sim/flooding.py), so a `FloodRouter` holds its relays here and
 `FloodRouter.pop_due` hands out own packets and relays alike. Not modelled: the late
 rebroadcast window of ROUTER_LATE (`tx_after`) and channel-utilisation-scaled windows.
 """
@@ -27,7 +27,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-from blockiot.hil.flooding import CW_MIN, MeshPacket, Role, relay_delay
+from blockiot.hil.sim.flooding import CW_MIN, MeshPacket, Role, relay_delay
 
 MAX_TX_QUEUE = 16  # firmware RadioInterface.h
 

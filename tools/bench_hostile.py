@@ -17,7 +17,7 @@ airtime for the hour as a share of its budget (`_budget_pct`: EU868 10 % at 869.
 360 s per hour; LongFast, each link frame in one Meshtastic packet as the driver times it).
 Bytes are link frames: what goes in a Meshtastic packet's payload.
 
-The cores run with the parameters the field simulator gives them (hil/fieldsim.py): 30 s
+The cores run with the parameters the field simulator gives them (hil/sim/fieldsim.py): 30 s
 slots, answers paid from `DutyCycleBudget.share_bytes(ANSWER_SHARE, ...)`. The links are
 built as `blockiot node` builds them (radio/port.py: defaults, the node's radio id).
 
@@ -99,7 +99,7 @@ class Mesh:
             for i, ident in enumerate(self.identities)
         )
         self.genesis = Genesis("bench-hostile", 0, Params(slot_seconds=slot_s, region="EU868", preset=PRESET), members)
-        self.params = ConsensusParams.from_genesis(  # as hil/fieldsim.py sets them
+        self.params = ConsensusParams.from_genesis(  # as hil/sim/fieldsim.py sets them
             self.genesis,
             answer_bytes_per_slot=budget().share_bytes(ANSWER_SHARE, slot_s, MTU, FRAME_AIRTIME_S),
             hop_latency_s=time_on_air(130, LORA) + 0.5,

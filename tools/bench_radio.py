@@ -13,7 +13,7 @@ Figures (per personality, and the Meshtastic/LongFast ones again at the top leve
   mean back-to-back packets with no host, pacing or turnaround cost.
 
 Times are simulated seconds (the rig runs faster than real time); the run needs the
-HIL bench builder (hil/bench.py), the same one the pytest plugin uses.
+HIL bench builder (hil/testbench.py), the same one the pytest plugin uses.
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def foreign_overhead(personality: str, frame_len: int) -> int:
 
 
 def measure(personality: str, size: int, time_scale: float) -> dict:
-    from blockiot.hil.bench import RadioKind, open_bench
+    from blockiot.hil.testbench import RadioKind, open_bench
 
     payload = message(size)
     bench = open_bench(RadioKind(f"virtual-{personality}", personality, True), 2, time_scale=time_scale)

@@ -1,4 +1,4 @@
-"""`blockiot bench safety`: the adversarial random search (blockiot.hil.adversary) for a
+"""`blockiot bench safety`: the adversarial random search (blockiot.hil.sim.adversary) for a
 number of simulated hours: schedules of loss, delay, reordering, flapping partitions and
 Byzantine twins against real consensus cores, each ending with a heal. Prints the
 schedules tried, the simulated hours, the violations (conflicting or reverted finalized
@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from blockiot.hil.adversary import SLOT_SECONDS, resume_bound, search
-from blockiot.hil.simmetrics import percentile
+from blockiot.hil.sim.adversary import SLOT_SECONDS, resume_bound, search
+from blockiot.hil.sim.metrics import percentile
 from blockiot.tools.bench import add_benchmark, machine, print_figures
 from blockiot.tools.cli import UserError
 

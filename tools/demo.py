@@ -19,8 +19,8 @@ from blockiot.chain.store import DB_NAME, ChainStore
 from blockiot.chain.verify import verify_store
 from blockiot.chain.wire import compact_from_block, encode_header
 from blockiot.radio.airtime import meshtastic_time_on_air
-from blockiot.hil.fieldsim import SimConfig
-from blockiot.hil.scenarios import simulate
+from blockiot.hil.sim.fieldsim import SimConfig
+from blockiot.hil.sim.scenarios import simulate
 from blockiot.tools.cli import UserError
 from blockiot.tools.demo_cluster import DemoCluster
 from blockiot.tools.sim import summary

@@ -1,7 +1,7 @@
 """`blockiot sim`: run N consensus nodes in virtual time on a simulated LoRa field and print
 what happened (finality, inclusion, airtime, invariants), as JSON with --json.
 
-The field simulator is hil/fieldsim.py, its scenarios hil/scenarios.py; the protocol is
+The field simulator is hil/sim/fieldsim.py, its scenarios hil/sim/scenarios.py; the protocol is
 docs/PROTOCOL.md.
 """
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from blockiot.hil.fieldsim import RELAY_CHOICES, SimConfig
-from blockiot.hil.medium import LogDistance
-from blockiot.hil.scenarios import SCENARIOS, simulate
+from blockiot.hil.sim.fieldsim import RELAY_CHOICES, SimConfig
+from blockiot.hil.sim.medium import LogDistance
+from blockiot.hil.sim.scenarios import SCENARIOS, simulate
 from blockiot.chain.consensus.params import FINALITY_RULES
 from blockiot.radio.airtime import preset_display_names
 

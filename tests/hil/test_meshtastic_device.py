@@ -12,9 +12,9 @@ from meshtastic.protobuf import admin_pb2, channel_pb2, config_pb2, mesh_pb2, po
 from meshtastic.serial_interface import SerialInterface
 from pubsub import pub
 
-from blockiot.hil.flooding import BROADCAST, MeshPacket
-from blockiot.hil.medium import Delivery
-from blockiot.hil.medium import LinkGraph, Medium
+from blockiot.hil.sim.flooding import BROADCAST, MeshPacket
+from blockiot.hil.sim.medium import Delivery
+from blockiot.hil.sim.medium import LinkGraph, Medium
 from blockiot.hil.meshtastic_device import (
     BOOT_JITTER_S,
     NODE_INFO_FIRST_S,

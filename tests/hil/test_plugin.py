@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from blockiot.hil.hardware_map import HardwareMapError, HardwareRadio, load_hardware_map, parse_hardware_map
-from blockiot.hil.bench import RadioKind, hil_kinds, skip_reason
+from blockiot.hil.testbench import RadioKind, hil_kinds, skip_reason
 
 pytest_plugins = ["pytester"]
 

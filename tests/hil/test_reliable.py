@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from blockiot.hil.flooding import MeshPacket, slot_time
+from blockiot.hil.sim.flooding import MeshPacket, slot_time
 from blockiot.hil.reliable import PROCESSING_TIME_S, Retransmissions, retransmission_delay
 from blockiot.radio.airtime import preset
 

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from blockiot.hil.flooding import CW_MAX, CW_MIN, FloodRouter, MeshPacket, slot_time
+from blockiot.hil.sim.flooding import CW_MAX, CW_MIN, FloodRouter, MeshPacket, slot_time
 from blockiot.hil.txqueue import MAX_TX_QUEUE, TxQueue
 from blockiot.radio.airtime import preset
 

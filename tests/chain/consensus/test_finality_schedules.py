@@ -1,5 +1,5 @@
 """The schedules of issue 8 under which the quorum-in-window rule finalized conflicting
-blocks or stopped finalizing, replayed on real `NodeCore`s (blockiot.hil.adversary).
+blocks or stopped finalizing, replayed on real `NodeCore`s (blockiot.hil.sim.adversary).
 
 A schedule is a set of delivery rules: the block its signer made for a slot never reaches
 the nodes named; everything else arrives within a step (0.75 s of a 30 s slot). Validators
@@ -12,7 +12,7 @@ heals every honest node finalizes a block made after the heal.
 from __future__ import annotations
 
 from blockiot.chain.consensus.events import BlockProposed
-from blockiot.hil.adversary import Adversary, AdversaryCluster, resume_bound
+from blockiot.hil.sim.adversary import Adversary, AdversaryCluster, resume_bound
 
 ABCD = {"A", "B", "C", "D"}
 

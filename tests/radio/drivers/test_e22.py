@@ -9,7 +9,7 @@ import serial
 from hypothesis import given
 from hypothesis import strategies as st
 
-from blockiot.hil.medium import Delivery
+from blockiot.hil.sim.medium import Delivery
 from blockiot.hil.modem_device import VirtualE22
 from blockiot.hil.personality import ToHost, Transmit
 from blockiot.radio.airtime import preset, time_on_air

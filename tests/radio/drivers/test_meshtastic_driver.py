@@ -13,8 +13,8 @@ from meshtastic.protobuf import config_pb2, mesh_pb2, portnums_pb2
 from meshtastic.serial_interface import SerialInterface
 from pubsub import pub
 
-from blockiot.hil.flooding import MeshPacket
-from blockiot.hil.medium import Delivery
+from blockiot.hil.sim.flooding import MeshPacket
+from blockiot.hil.sim.medium import Delivery
 from blockiot.hil.meshtastic_device import TX_QUEUE_LEN, MeshtasticDevice, node_id, node_num
 from blockiot.hil.personality import RadioSetup, ToHost, Transmit
 from blockiot.hil.pty import PtyPair

@@ -1,4 +1,4 @@
-"""Hypothesis drives the adversarial cluster (blockiot.hil.adversary) of real `NodeCore`s,
+"""Hypothesis drives the adversarial cluster (blockiot.hil.sim.adversary) of real `NodeCore`s,
 n = 4 and n = 7 plus non-validators, some validators Byzantine twins: slot by slot it
 chooses which nodes lose or get late the slot's block, partitions that come and go, the
 loss, delay and reordering of all traffic, the twins' sides, and equivocations;
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from blockiot.chain.consensus.events import BlockProposed, Equivocation
-from blockiot.hil.adversary import (
+from blockiot.hil.sim.adversary import (
     STEPS_PER_SLOT, Adversary, AdversaryCluster, Invariants, resume_bound, run_schedule,
 )
 

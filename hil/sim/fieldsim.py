@@ -2,14 +2,14 @@
 
 Each simulated node is the real stack in virtual time, nothing re-modelled:
 `NodeCore` (chain/consensus) <-> `Link` (radio/link.py: fragments, CRC, repair) <->
-`FloodRouter` (hil/flooding.py: Meshtastic managed flooding, hop limit) <-> the shared
-`Medium` (hil/medium.py: log-distance path loss, airtime, collisions with capture, half
+`FloodRouter` (hil/sim/flooding.py: Meshtastic managed flooding, hop limit) <-> the shared
+`Medium` (hil/sim/medium.py: log-distance path loss, airtime, collisions with capture, half
 duplex, random loss). Every transmission, own or relayed, first passes the node's
 `DutyCycleBudget` (radio/dutycycle.py). Clocks, crashes, partitions, late joins and a
-Byzantine leader come from the scenario (hil/scenarios.py); `SimMetrics`
-(hil/simmetrics.py) turns what happened into the figures `blockiot sim --json` prints.
+Byzantine leader come from the scenario (hil/sim/scenarios.py); `SimMetrics`
+(hil/sim/metrics.py) turns what happened into the figures `blockiot sim --json` prints.
 
-Driven by `EventLoop` (hil/eventloop.py); deterministic by seed.
+Driven by `EventLoop` (hil/sim/eventloop.py); deterministic by seed.
 """
 from __future__ import annotations
 
@@ -30,11 +30,11 @@ from blockiot.chain.crypto import Identity
 from blockiot.chain.genesis import Genesis, Member, Params
 from blockiot.chain.store import ChainStore
 from blockiot.chain.wire import EquivocationProof, Reading, Sensor, compact_from_block, decode_compact, sign_tx, tx_id
-from blockiot.hil.burstloss import GilbertElliott
-from blockiot.hil.eventloop import EventLoop
-from blockiot.hil.flooding import FloodRouter, MeshPacket, MeshPacketError, Role
-from blockiot.hil.medium import Field, LogDistance, Medium, sensitivity_dbm
-from blockiot.hil.simmetrics import SimMetrics
+from blockiot.hil.sim.burstloss import GilbertElliott
+from blockiot.hil.sim.eventloop import EventLoop
+from blockiot.hil.sim.flooding import FloodRouter, MeshPacket, MeshPacketError, Role
+from blockiot.hil.sim.medium import Field, LogDistance, Medium, sensitivity_dbm
+from blockiot.hil.sim.metrics import SimMetrics
 from blockiot.radio.airtime import MESHTASTIC_HEADER_LEN, MESHTASTIC_OVERHEAD, meshtastic_max_payload, preset, time_on_air
 from blockiot.radio.dutycycle import DutyCycleBudget
 from blockiot.radio.link import Delivered, Dropped, Link, Transmit

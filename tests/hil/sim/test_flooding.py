@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from blockiot.hil.flooding import (
+from blockiot.hil.sim.flooding import (
     CW_MAX,
     MAX_PAYLOAD,
     FloodingError,
@@ -18,7 +18,7 @@ from blockiot.hil.flooding import (
     relay_delay,
     slot_time,
 )
-from blockiot.hil.medium import Field, LinkGraph, Medium
+from blockiot.hil.sim.medium import Field, LinkGraph, Medium
 from blockiot.radio.airtime import preset
 
 LONG_FAST = preset("LongFast")

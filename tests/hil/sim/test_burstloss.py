@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from blockiot.hil.burstloss import GilbertElliott
+from blockiot.hil.sim.burstloss import GilbertElliott
 
 
 def test_loss_comes_in_bursts_at_the_promised_average():

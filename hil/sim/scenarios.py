@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from blockiot.hil.fieldsim import ClockModel, FieldSim, SimConfig, SimConfigError
+from blockiot.hil.sim.fieldsim import ClockModel, FieldSim, SimConfig, SimConfigError
 
 LOSSY_LOSS = 0.3
 # Bursty scenario (Gilbert-Elliott per receiver): 2 min good, 30 s fades losing 90 %: 18 % on average.

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from blockiot.hil.medium import (
+from blockiot.hil.sim.medium import (
     CAD_SYMBOLS,
     PREAMBLE_LOCK_SYMBOLS,
     Delivery,

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blockiot.hil.eventloop import EventLoop
-from blockiot.hil.fieldsim import SimConfig, SimConfigError, default_slot_seconds
-from blockiot.hil.scenarios import SCENARIOS, simulate
+from blockiot.hil.sim.eventloop import EventLoop
+from blockiot.hil.sim.fieldsim import SimConfig, SimConfigError, default_slot_seconds
+from blockiot.hil.sim.scenarios import SCENARIOS, simulate
 
 SMALL = dict(nodes=8, validators=4, hours=0.5, seed=3)
 SLOTS = int(SMALL["hours"] * 3600 / default_slot_seconds("LongFast"))
