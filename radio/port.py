@@ -25,33 +25,15 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, TypeVar
+from typing import Callable, TypeVar
 
+from blockiot.radio.drivers.base import RadioDriver as Driver
 from blockiot.radio.dutycycle import DutyCycleBudget
 from blockiot.radio.errors import BudgetExceeded, RadioUnavailable
 from blockiot.radio.link import Delivered, Dropped, Link, LinkEvent, Transmit
 from blockiot.radio.linkframe import repair_request_len
 
 T = TypeVar("T")
-
-
-class Driver(Protocol):
-    """What the port needs of a driver (the `RadioDriver` protocol of radio/drivers/base.py)."""
-
-    name: str
-
-    @property
-    def mtu(self) -> int: ...
-
-    def open(self) -> None: ...
-
-    def send(self, frame: bytes) -> None: ...
-
-    def receive(self, timeout: float): ...
-
-    def close(self) -> None: ...
-
-    def airtime(self, frame_len: int) -> float: ...
 
 
 @dataclass

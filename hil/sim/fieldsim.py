@@ -1,11 +1,12 @@
 """The field simulator: N consensus node cores on a simulated LoRa field, in virtual time.
 
-Each simulated node is the real stack in virtual time, nothing re-modelled:
-`NodeCore` (chain/consensus) <-> `Link` (radio/link.py: fragments, CRC, repair) <->
-`FloodRouter` (hil/sim/flooding.py: Meshtastic managed flooding, hop limit) <-> the shared
-`Medium` (hil/sim/medium.py: log-distance path loss, airtime, collisions with capture, half
-duplex, random loss). Every transmission, own or relayed, first passes the node's
-`DutyCycleBudget` (radio/dutycycle.py). Clocks, crashes, partitions, late joins and a
+Each simulated node is the real stack in virtual time, nothing re-modelled: the
+`NodeRuntime` that `blockiot node` runs (chain/runtime: consensus core, link layer,
+transmit queue within the airtime budget) <-> `FloodRouter` (hil/sim/flooding.py:
+Meshtastic managed flooding, hop limit; the part of the firmware a real node's board
+runs) <-> the shared `Medium` (hil/sim/medium.py: log-distance path loss, airtime,
+collisions with capture, half duplex, random loss). Every transmission, own or relayed,
+first passes the node's `DutyCycleBudget` (radio/dutycycle.py). Clocks, crashes, partitions, late joins and a
 Byzantine leader come from the scenario (hil/sim/scenarios.py); `SimMetrics`
 (hil/sim/metrics.py) turns what happened into the figures `blockiot sim --json` prints.
 
@@ -21,15 +22,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from blockiot.chain.consensus.events import PRIORITY_BLOCK, PRIORITY_SYNC, BlockProposed, EvidenceToRecord, Output
-from blockiot.chain.consensus.messages import BlockMsg, MsgType, encode_message, message_type
+from blockiot.chain.consensus.events import PRIORITY_BLOCK, BlockProposed
+from blockiot.chain.consensus.messages import BlockMsg, MsgType, encode_message
 from blockiot.chain.consensus.node import NodeCore
 from blockiot.chain.consensus.params import ANSWER_SHARE, ConsensusParams
 from blockiot.chain.consensus.recovery import restore
 from blockiot.chain.crypto import Identity
 from blockiot.chain.genesis import Genesis, Member, Params
 from blockiot.chain.store import ChainStore
-from blockiot.chain.wire import EquivocationProof, Reading, Sensor, compact_from_block, decode_compact, sign_tx, tx_id
+from blockiot.chain.runtime.runtime import NodeRuntime
+from blockiot.chain.runtime.transmit import TransmitQueue
+from blockiot.chain.wire import Reading, Sensor, compact_from_block, decode_compact
 from blockiot.hil.sim.burstloss import GilbertElliott
 from blockiot.hil.sim.eventloop import EventLoop
 from blockiot.hil.sim.flooding import FloodRouter, MeshPacket, MeshPacketError, Role
@@ -37,13 +40,11 @@ from blockiot.hil.sim.medium import Field, LogDistance, Medium, sensitivity_dbm
 from blockiot.hil.sim.metrics import SimMetrics
 from blockiot.radio.airtime import MESHTASTIC_HEADER_LEN, MESHTASTIC_OVERHEAD, meshtastic_max_payload, preset, time_on_air
 from blockiot.radio.dutycycle import DutyCycleBudget
-from blockiot.radio.link import Delivered, Dropped, Link, Transmit
+from blockiot.radio.link import Dropped, Link
 
 # Meshtastic's Data protobuf around our payload, on top of the 16-byte header MeshPacket builds.
 PROTOBUF_OVERHEAD = MESHTASTIC_OVERHEAD - MESHTASTIC_HEADER_LEN
 LINK_MTU = meshtastic_max_payload()
-# Messages sent to direct neighbours only (hop limit 0); the others are flooded.
-DIRECT_TYPES = frozenset({MsgType.GET_TXS, MsgType.TXS, MsgType.GET_BLOCKS, MsgType.BLOCKS})
 # Field side per sqrt(node), and its bounds, when the config does not give one.
 SPACING_M = 150.0
 FIELD_MIN_M, FIELD_MAX_M = 400.0, 1200.0
@@ -126,7 +127,7 @@ class ClockModel:
 
 @dataclass
 class SimNode:
-    """One simulated device: identity, radio state, its clock and (while up) its core."""
+    """One simulated device: identity, radio state, its clock and (while up) its runtime."""
 
     index: int
     identity: Identity
@@ -134,15 +135,13 @@ class SimNode:
     validator: bool
     clock: ClockModel = field(default_factory=ClockModel)
     byzantine: bool = False
-    core: NodeCore | None = None
-    link: Link | None = None
+    runtime: NodeRuntime | None = None
     router: FloodRouter | None = None
     budget: DutyCycleBudget | None = None
-    queue: list = field(default_factory=list)
     busy_until: float = 0.0
     ready_at: float = 0.0
-    nonce: int = 0
     packet_id: int = 0
+    nonce: int = 0  # the last nonce it signed, kept across reboots (its flash)
     up_since: float | None = None
     disk: ChainStore | None = None
     group: int = 0
@@ -152,6 +151,10 @@ class SimNode:
     @property
     def radio_id(self) -> int:
         return self.index + 1
+
+    @property
+    def core(self) -> NodeCore | None:
+        return None if self.runtime is None else self.runtime.core
 
 
 class FieldSim:
@@ -282,7 +285,7 @@ class FieldSim:
             ledger, finalized = restore(self.genesis, node.disk)
         self.medium.set_alive(node.radio_id, True)
         rng = random.Random(f"{self.config.seed}:{node.index}:{t}")
-        node.core = NodeCore(
+        core = NodeCore(
             self.genesis,
             radio_id=node.radio_id,
             rng=rng,
@@ -295,7 +298,7 @@ class FieldSim:
             lock=node.disk.lock() if from_disk and node.disk is not None else -1,
         )
         frame_airtime = time_on_air(255, self.params_lora)
-        node.link = Link(
+        link = Link(
             LINK_MTU,
             rng=rng,
             node_id=node.radio_id,
@@ -304,6 +307,13 @@ class FieldSim:
             repair_interval=4 * frame_airtime,
             reassembly_timeout=max(30.0, 24 * frame_airtime),
         )
+        if node.budget is None:
+            node.budget = DutyCycleBudget(self.config.region, frequency_hz=self.config.frequency_hz)
+        transmit = TransmitQueue(self._frame_airtime, node.budget, on_drop=lambda kind: self.metrics.on_budget_drop(node, kind))
+        node.runtime = NodeRuntime(
+            core, link, transmit, store=node.disk, record_evidence=not node.byzantine,
+            on_event=lambda event, _local: self._on_event(node, event), last_nonce=node.nonce,
+        )
         node.router = FloodRouter(
             node.radio_id,
             params=self.params_lora,
@@ -311,15 +321,12 @@ class FieldSim:
             hop_limit=self.config.hop_limit,
             role=Role.CLIENT if node.index in self.relays else Role.CLIENT_MUTE,
         )
-        if node.budget is None:
-            node.budget = DutyCycleBudget(self.config.region, frequency_hz=self.config.frequency_hz)
-        node.queue = []
         node.up_since = t
         self.metrics.on_boot(node, t)
         if node.disk is not None and finalized:
             self.metrics.on_restored(node, [block_id for _, block_id, _ in finalized])
         first_tx = t + rng.uniform(0, self.config.tx_interval_s)
-        self.loop.schedule(first_tx, lambda core=node.core: self._send_reading(node, core))
+        self.loop.schedule(first_tx, lambda runtime=node.runtime: self._send_reading(node, runtime))
         self._wake(node)
 
     def _crash(self, node: SimNode) -> None:
@@ -327,59 +334,46 @@ class FieldSim:
             return
         self.metrics.on_crash(node, self.loop.now)
         self.medium.set_alive(node.radio_id, False)
-        node.core = node.link = node.router = None
-        node.queue = []
+        node.nonce = node.runtime.last_nonce
+        node.runtime = node.router = None
         node.version += 1
 
-    def _submit_evidence(self, node: SimNode, event: EvidenceToRecord, t: float) -> None:
-        """The validator that floods evidence also records it on chain with a signed tx."""
-        node.nonce += 1
-        tx = sign_tx(node.identity, self.genesis.chain_id, node.index, node.nonce, EquivocationProof(event.evidence))
-        self._output(node, node.core.submit(tx.raw, node.clock.local(t)), t)
-
-    def _send_reading(self, node: SimNode, core: NodeCore) -> None:
-        if node.core is not core:
+    def _send_reading(self, node: SimNode, runtime: NodeRuntime) -> None:
+        if node.runtime is not runtime:
             return  # that incarnation crashed
         t = self.loop.now
-        node.nonce += 1
-        value = int(t) % 1000
-        tx = sign_tx(node.identity, self.genesis.chain_id, node.index, node.nonce, Reading(Sensor.MOISTURE, value))
-        self.metrics.on_tx_sent(tx_id(tx.raw), t)
-        self._output(node, core.submit(tx.raw, node.clock.local(t)), t)
-        self.loop.schedule(t + self.config.tx_interval_s, lambda: self._send_reading(node, core))
+        self.metrics.on_tx_sent(runtime.submit(Reading(Sensor.MOISTURE, int(t) % 1000), node.clock.local(t)).tx_id, t)
+        self.loop.schedule(t + self.config.tx_interval_s, lambda: self._send_reading(node, runtime))
         self._wake(node)
 
     # --- one node's turn ---------------------------------------------------------------
 
     def _wake(self, node: SimNode) -> None:
         """(Re)schedule the node for the earliest thing it has to do."""
-        if node.core is None:
+        runtime = node.runtime
+        if runtime is None:
             return
-        times = [node.router.next_deadline(), node.link.next_deadline()]
-        deadline = node.core.next_deadline()
+        times = [node.router.next_deadline()]
+        deadline = runtime.next_deadline()
         if deadline is not None:
             times.append(node.clock.true(deadline))
-        if node.queue:
-            times.append(max(node.ready_at, node.busy_until))
+        ready = runtime.transmit.ready_at()
+        if ready is not None:
+            times.append(max(node.clock.true(ready), node.ready_at, node.busy_until))
         at = min((x for x in times if x is not None), default=None)
         if at is None:
             return
         node.version += 1
         version = node.version
-        self.loop.schedule(at, lambda: self._service(node, version))
+        self.loop.schedule(max(at, self.loop.now), lambda: self._service(node, version))
 
     def _service(self, node: SimNode, version: int) -> None:
-        if node.version != version or node.core is None:
+        if node.version != version or node.runtime is None:
             return
         t = self.loop.now
-        local = node.clock.local(t)
-        deadline = node.core.next_deadline()
-        if deadline is not None and deadline <= local + 1e-9:
-            self._output(node, node.core.tick(local), t)
-        for event in node.link.poll(t):
-            self._link_event(node, event, t)
+        node.runtime.tick(node.clock.local(t))
         self._relay(node, t)
-        self._transmit_queue(node, t)
+        self._transmit(node, t)
         self._wake(node)
 
     def _relay(self, node: SimNode, t: float) -> None:
@@ -389,14 +383,16 @@ class FieldSim:
             if packet is None:
                 return
             raw = packet.to_bytes()
-            airtime = self.medium.airtime(len(raw))
-            if node.budget.check(airtime, t) > 0:
+            airtime, local = self.medium.airtime(len(raw)), node.clock.local(t)
+            if node.budget.check(airtime, local) > 0:
                 self.metrics.on_budget_drop(node, "relay")
                 continue
+            node.budget.record(airtime, local)
             self._put_on_air(node, packet, raw, self._kinds.get((packet.origin, packet.packet_id), "other"), t)
 
-    def _transmit_queue(self, node: SimNode, t: float) -> None:
-        if not node.queue or node.busy_until > t or node.ready_at > t:
+    def _transmit(self, node: SimNode, t: float) -> None:
+        """The node's next own frame, when its radio is free and the channel is clear."""
+        if not len(node.runtime.transmit) or node.busy_until > t or node.ready_at > t:
             return
         busy_until = self.medium.busy_until(node.radio_id, t)
         if busy_until > t:
@@ -407,25 +403,18 @@ class FieldSim:
                 ready += self.rng.uniform(1, 8) * node.router.slot
             node.ready_at = ready
             return
-        node.queue.sort()
-        priority, _, packet, kind = node.queue[0]
-        raw = packet.to_bytes()
-        airtime = self.medium.airtime(len(raw))
-        wait = node.budget.check(airtime, t)
-        if wait > 0:
-            if priority >= PRIORITY_SYNC:
-                node.queue.pop(0)
-                self.metrics.on_budget_drop(node, kind)
-            else:
-                node.ready_at = t + wait
+        frame = node.runtime.next_frame(node.clock.local(t))
+        if frame is None:
             return
-        node.queue.pop(0)
-        self._put_on_air(node, packet, raw, kind, t)
+        node.packet_id = node.packet_id % 0xFFFFFFFF + 1
+        hop = self.config.hop_limit if frame.hop_limit is None else frame.hop_limit
+        packet = node.router.originate(node.packet_id, frame.data, hop_limit=hop)
+        self._kinds[(node.radio_id, node.packet_id)] = frame.kind
+        self._put_on_air(node, packet, packet.to_bytes(), frame.kind, t)
 
     def _put_on_air(self, node: SimNode, packet: MeshPacket, raw: bytes, kind: str, t: float) -> None:
         end = self.medium.transmit(node.radio_id, raw, t)
         airtime = end - t
-        node.budget.record(airtime, t)
         node.busy_until = end
         self._packets[raw] = packet
         self.metrics.on_transmit(node, kind, len(raw) + PROTOBUF_OVERHEAD, airtime, t)
@@ -467,66 +456,39 @@ class FieldSim:
                 packet = MeshPacket.from_bytes(raw)
             except MeshPacketError:
                 return
-        verdict = node.router.on_receive(packet.packet_id, packet.origin, packet.hop_limit, packet.payload, snr, t)
-        if not verdict.deliver:
+        if not node.router.receive(packet, snr, t).deliver:
             return
-        for event in node.link.receive(packet.payload, packet.origin, t):
-            self._link_event(node, event, t, hop_limit=packet.hop_limit)
+        hops = max(packet.hop_start - packet.hop_limit, 0)  # what firmware reports
+        node.runtime.receive(packet.payload, packet.origin, node.clock.local(t), hops=hops, snr=snr)
 
-    def _link_event(self, node: SimNode, event, t: float, hop_limit: int = 0) -> None:
-        if isinstance(event, Delivered):
-            kind = message_type(event.payload)
-            hops = 0 if kind in DIRECT_TYPES else self.config.hop_limit - hop_limit
-            out = node.core.receive(event.payload, node.clock.local(t), origin=event.sender, hops=max(hops, 0))
-            self._output(node, out, t)
-        elif isinstance(event, Transmit):  # repair request or answer: for the neighbours only
-            self._enqueue(node, event.frame, "link-repair", PRIORITY_SYNC, 0)
-        elif isinstance(event, Dropped):
+    # --- what a runtime reported ---------------------------------------------------------
+
+    def _on_event(self, node: SimNode, event) -> None:
+        t = self.loop.now
+        if isinstance(event, Dropped):
             self.metrics.on_link_drop(node, event.reason)
-
-    # --- what a core produced ----------------------------------------------------------
-
-    def _output(self, node: SimNode, out: Output, t: float) -> None:
-        if node.disk is not None and out.lock is not None:
-            node.disk.set_lock(out.lock)
-        for send in out.sends:
-            hop = self.config.hop_limit if send.hop_limit is None else send.hop_limit
-            for frame in node.link.send(send.payload, t):
-                self._enqueue(node, frame, send.kind.name, send.priority, hop)
-        if node.disk is not None:
-            for applied in out.persist:
-                node.disk.append(applied)
-        for event in out.events:
-            self.metrics.on_event(node, event, t)
-            if node.byzantine and isinstance(event, BlockProposed):
-                self._equivocate(node, event, t)
-            if isinstance(event, EvidenceToRecord) and not node.byzantine:
-                self._submit_evidence(node, event, t)
-
-    def _enqueue(self, node: SimNode, frame: bytes, kind: str, priority: int, hop: int) -> None:
-        node.packet_id = node.packet_id % 0xFFFFFFFF + 1
-        if hop == self.config.hop_limit:
-            packet = node.router.originate(node.packet_id, frame)
-        else:
-            packet = MeshPacket(node.radio_id, node.packet_id, hop, frame)
-        self._kinds[(node.radio_id, node.packet_id)] = kind
-        node.queue.append((priority, node.packet_id, packet, kind))
+            return
+        self.metrics.on_event(node, event, t)
+        if node.byzantine and isinstance(event, BlockProposed):
+            self._equivocate(node, event, t)
 
     def _equivocate(self, node: SimNode, proposed: BlockProposed, t: float) -> None:
         """The Byzantine leader signs a second, different block for the same slot, and
         floods random bytes too."""
-        core = node.core
-        first = core.tree.get(proposed.id)
-        node.nonce += 1
-        extra = sign_tx(node.identity, self.genesis.chain_id, node.index, node.nonce, Reading(Sensor.MOISTURE, 0))
-        second = core.tree.build(node.identity, proposed.slot, first.parent, [*first.applied.block.txs, extra.raw])
+        runtime, local = node.runtime, node.clock.local(t)
+        first = runtime.core.tree.get(proposed.id)
+        extra = runtime.sign(Reading(Sensor.MOISTURE, 0))
+        second = runtime.core.tree.build(node.identity, proposed.slot, first.parent, [*first.applied.block.txs, extra])
         self.metrics.on_extra_block(second, first.parent.id, t)
         compact = decode_compact(compact_from_block(second.applied.block, first.parent.id))
-        for frame in node.link.send(encode_message(BlockMsg(compact)), t):
-            self._enqueue(node, frame, MsgType.BLOCK.name, PRIORITY_BLOCK, self.config.hop_limit)
+        runtime.send_message(encode_message(BlockMsg(compact)), hop_limit=None, priority=PRIORITY_BLOCK,
+                             kind=MsgType.BLOCK.name, now=local)
         garbage = self.rng.randbytes(self.rng.randrange(1, 120))  # and noise, which must change nothing
-        for frame in node.link.send(garbage, t):
-            self._enqueue(node, frame, "garbage", PRIORITY_BLOCK, self.config.hop_limit)
+        runtime.send_message(garbage, hop_limit=None, priority=PRIORITY_BLOCK, kind="garbage", now=local)
+
+    def _frame_airtime(self, frame_len: int) -> float:
+        """Airtime of one of our link frames as a mesh packet (header, Data protobuf)."""
+        return self.medium.airtime(frame_len + MESHTASTIC_HEADER_LEN)
 
 
 def default_slot_seconds(preset_name: str) -> int:

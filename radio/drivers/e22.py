@@ -443,8 +443,10 @@ class E22Driver:
                 pass
             self._serial = None
 
-    def send(self, frame: bytes) -> None:
-        """Write one link frame as one air packet, after the module sent the previous one."""
+    def send(self, frame: bytes, *, hop_limit: int | None = None) -> None:
+        """Write one link frame as one air packet, after the module sent the previous one
+        (the modem has no mesh: every frame reaches direct neighbours only, `hop_limit`
+        changes nothing)."""
         if len(frame) > self.mtu:
             raise MessageTooLarge(f"link frame of {len(frame)} B exceeds the E22 MTU of {self.mtu} B")
         data = self._framer.frame(TRANSPORT_HEADER.build(dict(source=self.node_id)) + frame)
@@ -592,7 +594,7 @@ class E22Driver:
         if len(payload) < TRANSPORT_HEADER_LEN:
             return  # a frame too short for our header is not ours: the framer resynchronises
         source = TRANSPORT_HEADER.parse(payload).source
-        self._received.append(Received(payload[TRANSPORT_HEADER_LEN:], source, rssi, None))
+        self._received.append(Received(payload[TRANSPORT_HEADER_LEN:], source, rssi, None, 0))
 
 
 class _ConfigSession:

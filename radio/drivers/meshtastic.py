@@ -1,9 +1,13 @@
 """RadioDriver for a Meshtastic device, over USB serial or meshtasticd TCP, via the official library.
 
 Frames travel as binary PRIVATE_APP (portnum 256) data, broadcast, `wantAck=False`,
-with the device's configured hop limit. Received PRIVATE_APP packets from any node
-but ourselves wait in a bounded queue (oldest dropped first, counted in `dropped`)
-until `receive` hands them out; the sender is the packet's `from` node number.
+with the hop limit the caller gives (0: direct neighbours only, as answers to a
+neighbour's request go) or the device's configured one. Received PRIVATE_APP packets
+from any node but ourselves wait in a bounded queue (oldest dropped first, counted in
+`dropped`) until `receive` hands them out; the sender is the packet's `from` node
+number, the hops it crossed `hopStart - hopLimit`, with its RSSI and SNR. Firmware older
+than 2.3 sends no hop start: its packets count as heard directly (0), as a packet sent
+with hop limit 0 is.
 
 MTU: 231 B, not the library's DATA_PAYLOAD_LEN of 233. Firmware adds a 2-byte
 `bitfield` to the Data of every packet it originates (Router::perhapsEncode) and
@@ -196,8 +200,9 @@ class MeshtasticDriver:
                 raise
             raise unavailable from exc
 
-    def send(self, frame: bytes) -> None:
-        """Broadcast one frame as PRIVATE_APP data; returns once the device has queued it."""
+    def send(self, frame: bytes, *, hop_limit: int | None = None) -> None:
+        """Broadcast one frame as PRIVATE_APP data, relayed at most `hop_limit` times (None:
+        the device's hop limit); returns once the device has queued it."""
         frame = bytes(frame)
         if len(frame) > MTU:
             raise MessageTooLarge(
@@ -209,7 +214,8 @@ class MeshtasticDriver:
         while True:
             self._wait_for_tx_room(iface, deadline)
             packet = self._to_device(
-                lambda: iface.sendData(frame, BROADCAST_NUM, portNum=portnums_pb2.PortNum.PRIVATE_APP, wantAck=False)
+                lambda: iface.sendData(frame, BROADCAST_NUM, portNum=portnums_pb2.PortNum.PRIVATE_APP, wantAck=False,
+                                       hopLimit=hop_limit)
             )
             res = self._wait_for_status(iface, packet.id, deadline)
             if res == QUEUE_OK:
@@ -381,5 +387,6 @@ class MeshtasticDriver:
             payload = packet.get("decoded", {}).get("payload", b"")
             if len(self._rx) == self._rx.maxlen:
                 self.dropped += 1
-            self._rx.append(Received(bytes(payload), sender, packet.get("rxRssi"), packet.get("rxSnr")))
+            hops = max(packet.get("hopStart", 0) - packet.get("hopLimit", 0), 0)
+            self._rx.append(Received(bytes(payload), sender, packet.get("rxRssi"), packet.get("rxSnr"), hops))
             self._cond.notify_all()

@@ -45,7 +45,7 @@ def test_three_node_processes_finalize_the_same_blocks(tmp_path):
             subprocess.Popen(
                 [sys.executable, "-m", "blockiot.tools.cli", "node", "--genesis", str(toml), "--key", str(keys[i]),
                  "--data-dir", str(tmp_path / f"data{i}"), "--port", rig.ports[i], "--seconds", str(RUN_S),
-                 "--reading-every", "5", "--events", "--frequency", "869.525e6"],
+                 "--events", "--frequency", "869.525e6"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
             for i in range(3)

@@ -83,7 +83,7 @@ class FakeDriver:
         if not (self.plugged and self.is_open):
             raise RadioUnavailable("fake radio gone")
 
-    def send(self, frame: bytes) -> None:
+    def send(self, frame: bytes, *, hop_limit: int | None = None) -> None:
         self._check()
         assert len(frame) <= self.mtu
         self.air.transmit(self, frame)

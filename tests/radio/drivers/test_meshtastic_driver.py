@@ -14,7 +14,7 @@ from meshtastic.serial_interface import SerialInterface
 from pubsub import pub
 
 from blockiot.hil.sim.flooding import MeshPacket
-from blockiot.hil.sim.medium import Delivery
+from blockiot.hil.sim.medium import Delivery, LinkGraph
 from blockiot.hil.meshtastic_device import TX_QUEUE_LEN, MeshtasticDevice, node_id, node_num
 from blockiot.hil.personality import RadioSetup, ToHost, Transmit
 from blockiot.hil.pty import PtyPair
@@ -81,9 +81,30 @@ def test_frame_crosses_to_the_other_radio(pair):
     assert (a.node_num, b.node_num) == (node_num(0), node_num(1))
     a.send(b"block 1")
     got = b.receive(ARRIVAL_S)
-    assert got == Received(b"block 1", node_num(0), -90, got.snr)
+    assert got == Received(b"block 1", node_num(0), -90, got.snr, hops=0)
     assert got.sender != 0 and got.snr > 0
     assert a.receive(0.2) is None  # not our own, not a relay of it
+
+
+def test_hop_limit_goes_out_and_hops_come_in():
+    """A frame sent for direct neighbours only is not relayed; a flooded one is, and the
+    copy that crossed a relay says so (hop_start - hop_limit)."""
+    with VirtualRig(3, time_scale=TIME_SCALE, topology=LinkGraph({0: [1], 1: [2]})) as line:  # a line: 0 - 1 - 2
+        drivers = [MeshtasticDriver(port, timeout=OPEN_TIMEOUT_S) for port in line.ports]
+        try:
+            for driver in drivers:
+                driver.open()
+            a, b, c = drivers
+            a.send(b"neighbours only", hop_limit=0)
+            assert b.receive(ARRIVAL_S).hops == 0
+            assert c.receive(ARRIVAL_S) is None
+            a.send(b"flooded")
+            assert b.receive(ARRIVAL_S).hops == 0
+            relayed = c.receive(ARRIVAL_S)
+            assert relayed.frame == b"flooded" and relayed.hops == 1
+        finally:
+            for driver in drivers:
+                driver.close()
 
 
 def test_mtu_is_what_the_firmware_takes_on_private_app(pair):

@@ -1,0 +1,58 @@
+"""Errors of the privacy layer, inside the chain error tree, and its one codec boundary.
+
+A sealed payload that a node cannot open raises a `DecryptError` subclass naming why;
+malformed sealed bytes raise `PrivacyDecodeError` (also a chain `DecodeError`); callers
+never see a construct or nacl exception.
+"""
+from __future__ import annotations
+
+from construct import ConstructError
+
+from ..errors import ChainError, DecodeError
+
+
+class PrivacyError(ChainError):
+    """Misuse of the privacy layer (a key of the wrong length or group, an unusable public
+    key, sealing with no key held, an encode of an out-of-range field)."""
+
+
+class PrivacyDecodeError(PrivacyError, DecodeError):
+    """Sealed bytes or a key rotation that are not a well-formed encoding."""
+
+
+class DecryptError(PrivacyError):
+    """A well-formed sealed payload that this node cannot open; nothing from it applies."""
+
+
+class TamperedCiphertext(DecryptError):
+    """Authentication failed: the bytes were altered, or sealed under another key."""
+
+
+class WrongEpoch(DecryptError):
+    """Sealed under a group key epoch this node does not hold (missed a rotation, was
+    removed from the group, or the epoch has aged out of its keyring)."""
+
+
+class NotRecipient(DecryptError):
+    """Sealed to another device or group, or a key rotation that leaves this node out."""
+
+
+_CODEC_ERRORS = (ConstructError, ValueError, OverflowError, TypeError)
+
+
+def parse(what: str, struct, raw: bytes):
+    try:
+        return struct.parse(bytes(raw))
+    except _CODEC_ERRORS as exc:
+        raise PrivacyDecodeError(f"malformed {what}: {_reason(exc)}") from None
+
+
+def build(what: str, struct, value) -> bytes:
+    try:
+        return struct.build(value)
+    except _CODEC_ERRORS as exc:
+        raise PrivacyError(f"cannot encode {what}: {_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
