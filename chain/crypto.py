@@ -1,7 +1,8 @@
 """Hashes, Merkle roots and Ed25519 device identities (PyNaCl), including key files.
 
 BLAKE2b-256 everywhere something is stored or signed. Key files hold the 32-byte
-Ed25519 seed in hex, are written 0600 and refused when group/other can read them.
+Ed25519 seed in hex, are written 0600 without following links and never over an
+existing key unless asked, and are refused when group/others can read them.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ HASH_LEN = 32
 SIGNATURE_LEN = 64
 PUBLIC_KEY_LEN = 32
 KEY_FILE_HEADER = "blockiot-ed25519-seed v1"
+MAX_KEY_FILE_BYTES = 1024  # a key file is 90 B; anything much larger is not one
 
 _LEAF = b"\x00"
 _NODE = b"\x01"
@@ -75,42 +77,91 @@ class Identity:
         return self._key.sign(message).signature
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
-        """Write the key file with mode 0600, atomically (temp file + rename)."""
+        """Write the key file with mode 0600, creating missing parent folders (0700).
+
+        The key goes to `<path>.tmp`, created new (O_EXCL, O_NOFOLLOW: never through a
+        link), synced, then renamed over `path`. A `<path>.tmp` that already exists (a
+        crashed or concurrent keygen, or a planted link) is refused, not removed; so is a
+        symbolic link at `path`, even with `overwrite`: its target is left alone.
+        """
         path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        if path.is_symlink():
+            raise KeyFileError(f"{path} is a symbolic link; refusing to write a key over it "
+                               f"(remove the link, or give the path it points to)")
+        if path.is_dir():
+            raise KeyFileError(f"{path} is a directory; give the path of the key file to write")
         if path.exists() and not overwrite:
             raise KeyFileError(f"{path} already exists; refusing to overwrite a key")
-        tmp = path.with_name(path.name + ".tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except FileExistsError:
+            raise KeyFileError(f"cannot write key file {path}: {path.parent} is not a folder") from None
+        except OSError as exc:
+            raise KeyFileError(f"cannot create the folder of key file {path}: {exc.strerror or exc}") from exc
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            raise KeyFileError(f"{tmp} already exists (another keygen running, or left by one "
+                               f"that failed); remove it and try again") from None
+        except OSError as exc:
+            raise KeyFileError(f"cannot write key file {path}: {exc.strerror or exc}") from exc
+        try:
             with os.fdopen(fd, "w") as out:
+                os.fchmod(fd, 0o600)  # whatever the umask
                 out.write(f"{KEY_FILE_HEADER}\n{self.seed.hex()}\n")
                 out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, 0o600)
+                os.fsync(fd)
             os.replace(tmp, path)
+            _fsync_dir(path.parent)
         except OSError as exc:
+            tmp.unlink(missing_ok=True)  # ours: created above with O_EXCL
             raise KeyFileError(f"cannot write key file {path}: {exc.strerror or exc}") from exc
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Identity":
+        """Read a key file; refuse one that is missing, not a regular file, readable by
+        group/others, or not in the format `save` writes."""
         path = Path(path)
         try:
-            mode = path.stat().st_mode
-            text = path.read_text()
+            # O_NONBLOCK: a FIFO given as the key must not hang the open.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             raise KeyFileError(f"key file {path} does not exist (create one with `blockiot keygen`)") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise KeyFileError(f"cannot read key file {path}: {exc}") from exc
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise KeyFileError(
-                f"key file {path} is accessible by group/others (mode {stat.S_IMODE(mode):o}); "
-                f"run `chmod 600 {path}`"
-            )
+        except OSError as exc:
+            raise KeyFileError(f"cannot read key file {path}: {exc.strerror or exc}") from None
+        try:
+            info = os.fstat(fd)  # of the file read below, not of whatever the path names later
+            if stat.S_ISDIR(info.st_mode):
+                raise KeyFileError(f"key file {path} is a directory")
+            if not stat.S_ISREG(info.st_mode):
+                raise KeyFileError(f"key file {path} is not a regular file")
+            if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise KeyFileError(
+                    f"key file {path} is accessible by group/others (mode {stat.S_IMODE(info.st_mode):o}); "
+                    f"run `chmod 600 {path}`"
+                )
+            text = os.read(fd, MAX_KEY_FILE_BYTES + 1).decode("ascii")
+        except OSError as exc:
+            raise KeyFileError(f"cannot read key file {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise KeyFileError(f"cannot read key file {path}: it is not text") from None
+        finally:
+            os.close(fd)
         lines = text.split()
-        if len(lines) < 2 or " ".join(lines[:-1]) != KEY_FILE_HEADER:
+        if len(text) > MAX_KEY_FILE_BYTES or len(lines) < 2 or " ".join(lines[:-1]) != KEY_FILE_HEADER:
             raise KeyFileError(f"{path} is not a BlockIoT key file (expected header '{KEY_FILE_HEADER}')")
         try:
             seed = bytes.fromhex(lines[-1])
         except ValueError:
             raise KeyFileError(f"{path}: the seed is not hex") from None
         return cls.from_seed(seed)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

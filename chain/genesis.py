@@ -3,6 +3,9 @@ parameters. The chain id is BLAKE2b-256 of the encoded genesis: it is never sent
 every signature covers it, so nothing signed for one cluster is valid in another.
 
 Written by people as TOML (see `blockiot genesis --help`), stored encoded (construct).
+A genesis names a region the node has airtime rules for (`REGULATED_REGIONS` of
+`blockiot.radio.dutycycle`, the one table of regions) and a Meshtastic preset the radio
+layer knows (`blockiot.radio.airtime`), spelled as Meshtastic shows it (LongFast).
 """
 from __future__ import annotations
 
@@ -25,13 +28,15 @@ from construct import (
     VarInt,
 )
 
+from blockiot.radio.airtime import preset_display_names
+from blockiot.radio.dutycycle import REGULATED_REGIONS
+
 from .crypto import PUBLIC_KEY_LEN, blake2b256
 from .errors import DecodeError, GenesisError
 
 GENESIS_MAGIC = b"BIoTg"
 GENESIS_VERSION = 1
 ROLES = ("member", "validator")
-REGIONS = ("EU868", "US915", "AU915", "AS923", "IN865", "KR920", "CN470", "ANZ")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,32}\Z")  # \Z: `$` would also accept a trailing newline
 
 
@@ -103,10 +108,13 @@ def _check(g: Genesis) -> None:
         raise GenesisError(f"slot_seconds must be 1..3600, got {p.slot_seconds}")
     if not 1 <= p.epoch_slots <= 100_000:
         raise GenesisError(f"epoch_slots must be 1..100000, got {p.epoch_slots}")
-    if p.region not in REGIONS:
-        raise GenesisError(f"region {p.region!r} is not one of {', '.join(REGIONS)}")
-    if not _NAME_RE.match(p.preset):
-        raise GenesisError(f"preset {p.preset!r} must be 1-32 letters, digits or _.:- (e.g. LongFast)")
+    if p.region not in REGULATED_REGIONS:
+        raise GenesisError(f"region {p.region!r} is not one the node has airtime rules for; "
+                           f"allowed: {', '.join(REGULATED_REGIONS)}")
+    presets = preset_display_names()
+    if p.preset not in presets:
+        raise GenesisError(f"preset {p.preset!r} is not a Meshtastic preset the node supports; "
+                           f"allowed: {', '.join(presets)}")
     if not 0 <= g.genesis_time < 2**40:
         raise GenesisError("genesis_time must be a Unix time in seconds")
     if not g.members:
@@ -228,8 +236,8 @@ def genesis_from_dict(doc: dict, source: str = "genesis") -> Genesis:
         raise GenesisError(f"{source}: unknown [cluster] keys: {', '.join(sorted(unknown))}")
     try:
         params = Params(
-            slot_seconds=int(cluster.get("slot_seconds", Params.slot_seconds)),
-            epoch_slots=int(cluster.get("epoch_slots", Params.epoch_slots)),
+            slot_seconds=_whole(cluster, "slot_seconds", Params.slot_seconds, source),
+            epoch_slots=_whole(cluster, "epoch_slots", Params.epoch_slots, source),
             region=str(cluster.get("region", Params.region)),
             preset=str(cluster.get("preset", Params.preset)),
         )
@@ -251,9 +259,18 @@ def genesis_from_dict(doc: dict, source: str = "genesis") -> Genesis:
                                   str(m.get("name", ""))))
         return Genesis(
             name=str(cluster.get("name", "")),
-            genesis_time=int(cluster.get("genesis_time", 0)),
+            genesis_time=_whole(cluster, "genesis_time", 0, source),
             params=params,
             members=tuple(members),
         )
     except (TypeError, ValueError) as exc:
         raise GenesisError(f"{source}: {exc}") from None
+
+
+def _whole(cluster: dict, key: str, default: int, source: str) -> int:
+    """A whole number of the [cluster] table; anything else (text, a fraction, nan, inf,
+    true) is refused with the key named."""
+    value = cluster.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GenesisError(f"{source}: [cluster] {key} must be a whole number, not {value!r}")
+    return value

@@ -10,7 +10,13 @@ Regions (`REGIONS`):
   is 1 %, the limit of most sub-bands.
 - US915: no duty cycle, but no single transmission may last more than 400 ms (the FCC
   15.247 dwell limit that LoRaWAN US915 applies to its channels).
-- NONE: no rule at all; pass `fraction` for a self-imposed budget.
+- NONE: no rule at all; pass `fraction` for a self-imposed budget. Not a regulated
+  region (`REGULATED_REGIONS`), so no cluster genesis may name it.
+
+This table is the one list of regions in the project: a genesis may name only a
+regulated region of it. Other regions (AU915/ANZ, AS923, IN865, KR920, CN470, ...) are
+left out until their rules are transcribed here with their regulatory source; a node
+refuses them rather than guess a budget.
 
 `fraction` overrides the region's duty cycle downwards (a node may be stricter than
 the law, never looser).
@@ -58,6 +64,11 @@ class Region:
     default_fraction: float | None
     max_dwell_s: float | None
 
+    @property
+    def regulated(self) -> bool:
+        """Whether the region has a legal rule (a duty cycle or a dwell limit)."""
+        return self.default_fraction is not None or self.max_dwell_s is not None
+
     def sub_band(self, frequency_hz: float) -> SubBand:
         for band in self.sub_bands:
             if band.low_hz <= frequency_hz < band.high_hz:
@@ -87,6 +98,9 @@ REGIONS: MappingProxyType[str, Region] = MappingProxyType(
         "NONE": Region(name="NONE", sub_bands=(), default_fraction=None, max_dwell_s=None),
     }
 )
+
+# The regions a cluster's genesis may name: those with rules a node enforces.
+REGULATED_REGIONS: tuple[str, ...] = tuple(name for name, region in REGIONS.items() if region.regulated)
 
 
 def lookup_region(name: str) -> Region:

@@ -15,7 +15,7 @@ from blockiot.radio.airtime import (
 )
 from blockiot.radio.dutycycle import REGIONS, DutyCycleBudget
 from blockiot.radio.errors import BudgetExceeded
-from blockiot.tools.cli import UserError
+from blockiot.tools.options import fraction, non_negative_int, positive_float
 
 HOUR_S = 3600.0
 
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
         "(default LongFast)",
     )
     parser.add_argument(
-        "--bytes", type=int, required=True, dest="payload_bytes", help="payload bytes per packet"
+        "--bytes", type=non_negative_int, required=True, dest="payload_bytes", help="payload bytes per packet"
     )
     parser.add_argument(
         "--region",
@@ -44,12 +44,12 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--frequency",
-        type=float,
+        type=positive_float,
         help="carrier frequency in Hz; picks the EU868 sub-band (e.g. 869.525e6 -> g3, 10 %%); "
         "without it EU868 assumes 1 %%",
     )
     parser.add_argument(
-        "--fraction", type=float, help="self-imposed duty cycle in (0, 1], at most the legal one"
+        "--fraction", type=fraction, help="self-imposed duty cycle in (0, 1], at most the legal one"
     )
     framing = parser.add_mutually_exclusive_group()
     framing.add_argument(
@@ -67,8 +67,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    if args.payload_bytes < 0:
-        raise UserError(f"--bytes must be >= 0, not {args.payload_bytes}")
     name = canonical_preset_name(args.preset)
     params = preset(name)
     phy_bytes = args.payload_bytes if args.raw else meshtastic_packet_len(args.payload_bytes)

@@ -12,6 +12,7 @@ from blockiot.chain.wire import (
     Reading, Sensor, compact_from_block, decode_block, decode_tx, encode_header, sign_tx, tx_root,
 )
 from blockiot.tools.demo_cluster import DemoCluster
+from blockiot.tools.options import positive_int
 from blockiot.tools.train_dictionary import generate_chain
 
 
@@ -22,7 +23,7 @@ def register(bench_subparsers) -> None:
                     "sync batch compression) and full tx validation speed against bare Ed25519 verify.",
         run=run,
     )
-    parser.add_argument("--txs", type=int, default=5000, help="transactions for the speed figures")
+    parser.add_argument("--txs", type=positive_int, default=5000, help="transactions for the speed figures")
 
 
 def _block_as_json(block, applied=None, genesis=None, parent_id: bytes = b"") -> str:

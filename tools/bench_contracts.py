@@ -9,6 +9,7 @@ from blockiot.chain.contracts.dryrun import MemoryHost
 from blockiot.chain.contracts.onchain import deploy_tx_bytes
 from blockiot.chain.wire import Sensor, TxKind
 from blockiot.tools.bench import add_benchmark, machine, print_figures
+from blockiot.tools.options import positive_int
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples" / "contracts"
 EXAMPLES = ("irrigation", "energy", "street_lights", "cold_chain")
@@ -21,7 +22,7 @@ def register(bench_subparsers) -> None:
                     "execution = trigger matching + a dry probe's reading run to the valve command.",
         run=run,
     )
-    parser.add_argument("--executions", type=int, default=20_000, help="irrigation executions to time")
+    parser.add_argument("--executions", type=positive_int, default=20_000, help="irrigation executions to time")
     parser.add_argument("--examples", type=Path, default=EXAMPLES_DIR, help="folder holding the .rule files")
 
 

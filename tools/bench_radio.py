@@ -24,6 +24,7 @@ from blockiot.radio.airtime import meshtastic_packet_len
 from blockiot.radio.drivers.e22 import E22, transport_overhead
 from blockiot.radio.link import Link
 from blockiot.tools.bench import add_benchmark, machine, print_figures
+from blockiot.tools.options import positive_float, positive_int
 
 MESSAGE_SIZE = 2048
 DEFAULT_TIME_SCALE = 0.2
@@ -38,8 +39,8 @@ def register(bench_subparsers: argparse._SubParsersAction) -> None:
                     "report link efficiency and goodput against the airtime bound.",
         run=run,
     )
-    parser.add_argument("--size", type=int, default=MESSAGE_SIZE, help="message size in bytes (default 2048)")
-    parser.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE,
+    parser.add_argument("--size", type=positive_int, default=MESSAGE_SIZE, help="message size in bytes (default 2048)")
+    parser.add_argument("--time-scale", type=positive_float, default=DEFAULT_TIME_SCALE,
                         help="wall seconds per simulated second on the virtual rig (default "
                              f"{DEFAULT_TIME_SCALE}; much lower and host-side fixed delays, such as "
                              "the meshtastic library's 0.1 s sleep after each write, dominate)")

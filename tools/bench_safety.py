@@ -12,7 +12,7 @@ from collections import Counter
 from blockiot.hil.sim.adversary import SLOT_SECONDS, resume_bound, search
 from blockiot.hil.sim.metrics import percentile
 from blockiot.tools.bench import add_benchmark, machine, print_figures
-from blockiot.tools.cli import UserError
+from blockiot.tools.options import non_negative_float, non_negative_int, positive_int
 
 
 def register(bench_subparsers) -> None:
@@ -24,9 +24,9 @@ def register(bench_subparsers) -> None:
                     "reverted, and that finality resumes after each heal.",
         run=run,
     )
-    parser.add_argument("--hours", type=float, default=1.0, help="simulated hours to search (at least one schedule)")
-    parser.add_argument("--n", type=int, default=None, help="validators (default: 4 and 7 by turns)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first schedule")
+    parser.add_argument("--hours", type=non_negative_float, default=1.0, help="simulated hours to search (at least one schedule)")
+    parser.add_argument("--n", type=positive_int, default=None, help="validators (default: 4 and 7 by turns)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the first schedule")
 
 
 def measure(hours: float, n: int | None, seed: int) -> dict:
@@ -62,8 +62,4 @@ def _rounded(value: float | None) -> float | None:
 
 
 def run(args) -> int:
-    if not args.hours >= 0:
-        raise UserError(f"--hours must be >= 0, not {args.hours}")
-    if args.n is not None and args.n < 1:
-        raise UserError(f"--n must be >= 1, not {args.n}")
     return print_figures(measure(args.hours, args.n, args.seed), args.json)

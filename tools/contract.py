@@ -31,6 +31,7 @@ from blockiot.chain.contracts.vocabulary import ACTIONS, SENSORS
 from blockiot.chain.genesis import load_genesis_toml
 from blockiot.chain.wire import MAX_TX_BYTES, SENSOR_UNITS, Sensor
 from blockiot.tools.cli import UserError
+from blockiot.tools.options import non_negative_int
 
 _ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
 _SENSOR_NAMES = {v: k for k, v in SENSORS.items()}
@@ -53,7 +54,7 @@ def register(subparsers) -> None:
                        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("file", type=Path, help="rule source (.rule)")
     t.add_argument("--readings", type=Path, required=True, help="CSV: slot,device,sensor,value")
-    t.add_argument("--group", action="append", default=[], metavar="NAME=1,2,3",
+    t.add_argument("--group", type=_group, action="append", default=[], metavar="NAME=1,2,3",
                    help="members of a group the rule names (repeatable)")
     t.add_argument("--genesis", type=Path, help="take groups and members from a cluster description (TOML)")
     t.set_defaults(func=run_test)
@@ -76,22 +77,24 @@ def run_compile(args) -> int:
     print(f"{args.file}: {len(rule.bytecode)} bytes of bytecode, {deploy}")
     print(disassemble(rule.program, rule.names, rule.line_at))
     if args.output:
-        args.output.write_bytes(rule.bytecode)
+        try:
+            args.output.write_bytes(rule.bytecode)
+        except OSError as exc:
+            raise UserError(f"cannot write {args.output}: {exc.strerror or exc}") from None
         print(f"wrote {args.output}")
     return 0
 
 
-def _parse_groups(specs: list[str]) -> dict[str, tuple[int, ...]]:
-    groups = {}
-    for spec in specs:
-        name, sep, members = spec.partition("=")
-        try:
-            groups[name] = tuple(int(m) for m in members.split(",") if m.strip())
-        except ValueError:
-            raise UserError(f"--group {spec}: write NAME=1,2,3 with member numbers") from None
-        if not sep or not name:
-            raise UserError(f"--group {spec}: write NAME=1,2,3")
-    return groups
+def _group(spec: str) -> tuple[str, tuple[int, ...]]:
+    """`--group NAME=1,2,3`: a group's name and its members' registry numbers."""
+    name, sep, members = spec.partition("=")
+    try:
+        numbers = tuple(non_negative_int(m.strip()) for m in members.split(",") if m.strip())
+    except argparse.ArgumentTypeError:
+        numbers = None
+    if not sep or not name or numbers is None:
+        raise argparse.ArgumentTypeError(f"write NAME=1,2,3 with member numbers >= 0, not {spec!r}")
+    return name, numbers
 
 
 def _sensor(text: str, where: str) -> int:
@@ -128,6 +131,8 @@ def read_readings(path: Path) -> list[tuple[int, int, int, int]]:
             scaled = Decimal(fields[3].strip()) * 10**decimals
         except InvalidOperation:
             raise UserError(f"{where}: {fields[3].strip()!r} is not a number") from None
+        if not scaled.is_finite():
+            raise UserError(f"{where}: {fields[3].strip()!r} is not a finite number")
         if scaled != scaled.to_integral_value():
             raise UserError(f"{where}: {_SENSOR_NAMES[sensor]} takes at most {decimals} decimal(s)")
         if rows and slot < rows[-1][0]:
@@ -173,7 +178,7 @@ def _describe(outcome: Outcome, rule: CompiledRule) -> list[str]:
 def run_test(args) -> int:
     rule = _compile(args.file)
     rows = read_readings(args.readings)
-    host = MemoryHost(groups=_parse_groups(args.group))
+    host = MemoryHost(groups=dict(args.group))
     if args.genesis:
         genesis = load_genesis_toml(args.genesis)
         names = {g for m in genesis.members for g in m.groups}

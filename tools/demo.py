@@ -23,6 +23,7 @@ from blockiot.hil.sim.fieldsim import SimConfig
 from blockiot.hil.sim.scenarios import simulate
 from blockiot.tools.cli import UserError
 from blockiot.tools.demo_cluster import DemoCluster
+from blockiot.tools.options import int_range, non_negative_int, positive_int, preset_name
 from blockiot.tools.sim import summary
 
 
@@ -35,20 +36,17 @@ def register(subparsers) -> None:
                     "sign readings that each slot's leader packs, signs and stores; re-verify the stored chain "
                     "from genesis and print sizes and LoRa airtime.",
     )
-    parser.add_argument("--slots", type=int, default=120, help="slots of the chain run (default 120 = 1 h at 30 s)")
-    parser.add_argument("--field-nodes", type=int, default=20, help="devices in the field simulation (default 20)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the demo cluster and its readings")
+    parser.add_argument("--slots", type=positive_int, default=120, help="slots of the chain run (default 120 = 1 h at 30 s)")
+    parser.add_argument("--field-nodes", type=int_range(4), default=20,
+                        help="devices in the field simulation, 4 of them validators (default 20)")
+    parser.add_argument("--seed", type=non_negative_int, default=1, help="seed of the demo cluster and its readings")
     parser.add_argument("--data-dir", type=Path, help="keep the chain here (default: a temporary dir)")
-    parser.add_argument("--preset", default="LongFast", help="Meshtastic preset for airtime figures")
+    parser.add_argument("--preset", type=preset_name, default="LongFast", help="Meshtastic preset for airtime figures")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    if args.slots < 1:
-        raise UserError("--slots must be at least 1")
-    if args.field_nodes < 4:
-        raise UserError("--field-nodes must be at least 4 (4 of them are validators)")
     if args.data_dir and (args.data_dir / DB_NAME).exists():
         raise UserError(f"{args.data_dir} already holds a chain; choose an empty --data-dir")
     with tempfile.TemporaryDirectory(prefix="blockiot-demo-") as tmp:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 from blockiot.chain.genesis import load_genesis_toml
 from blockiot.chain.store import ChainStore
+from blockiot.radio.airtime import preset_display_names
+from blockiot.radio.dutycycle import REGULATED_REGIONS
 from blockiot.tools.cli import UserError
 
 
@@ -13,7 +15,9 @@ def register(subparsers) -> None:
         "genesis", help="create a cluster's genesis from a TOML description",
         description="Read a cluster description ([cluster] name, genesis_time, slot_seconds, epoch_slots, "
                     "region, preset; one [[member]] per device with name, public_key, role, groups), "
-                    "print its chain id, and with --data-dir start a chain store for it.",
+                    "print its chain id, and with --data-dir start a chain store for it. "
+                    f"Regions (the node has airtime rules for these): {', '.join(REGULATED_REGIONS)}. "
+                    f"Presets: {', '.join(preset_display_names())}.",
     )
     parser.add_argument("toml", type=Path, help="cluster description")
     parser.add_argument("--data-dir", type=Path, help="create (or check) a chain store for this genesis")

@@ -34,6 +34,7 @@ from blockiot.radio.dutycycle import DutyCycleBudget
 from blockiot.radio.errors import RadioUnavailable
 from blockiot.radio.port import port_link
 from blockiot.tools.cli import UserError
+from blockiot.tools.options import fraction, positive_float
 
 
 def register(subparsers) -> None:
@@ -53,10 +54,10 @@ def register(subparsers) -> None:
     radio.add_argument("--port", help="the radio's serial port, or `auto` for the one attached radio")
     radio.add_argument("--host", help="a meshtasticd host[:port] instead of a serial port")
     parser.add_argument("--radio", choices=("meshtastic", "e22"), help="what is on --port (default: from its USB id)")
-    parser.add_argument("--frequency", type=float, help="carrier in Hz, for the duty-cycle sub-band (e.g. 869.525e6)")
-    parser.add_argument("--budget", type=float, help="self-imposed duty cycle, a fraction up to the legal one")
+    parser.add_argument("--frequency", type=positive_float, help="carrier in Hz, for the duty-cycle sub-band (e.g. 869.525e6)")
+    parser.add_argument("--budget", type=fraction, help="self-imposed duty cycle, a fraction up to the legal one")
     parser.add_argument("--hook", type=Path, help="executable run as `HOOK ACTION ARG...` for each final command to this device")
-    parser.add_argument("--seconds", type=float, help="stop after this long (default: run until stopped)")
+    parser.add_argument("--seconds", type=positive_float, help="stop after this long (default: run until stopped)")
     parser.add_argument("--log-json", "--events", dest="log_json", action="store_true", default=None,
                         help="log one JSON object per line instead of plain lines")
     parser.set_defaults(func=run)

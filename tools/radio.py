@@ -14,6 +14,7 @@ import threading
 
 from blockiot.hil.rig import PERSONALITIES, VirtualRig
 from blockiot.radio.airtime import preset_display_names
+from blockiot.tools.options import float_range, non_negative_int, positive_float, positive_int, preset_name
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -33,16 +34,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "simulated LoRa channel. Prints one serial port path per line, then runs until "
                     "interrupted (Ctrl-C or SIGTERM).",
     )
-    virtual.add_argument("--count", type=int, default=2, help="number of radios (default 2)")
+    virtual.add_argument("--count", type=positive_int, default=2, help="number of radios (default 2)")
     virtual.add_argument("--personality", choices=sorted(PERSONALITIES), default="meshtastic",
                          help="firmware the radios emulate (default meshtastic)")
-    virtual.add_argument("--loss", type=float, default=0.0,
+    virtual.add_argument("--loss", type=float_range(0, 1), default=0.0,
                          help="probability that a reception is lost, 0..1 (default 0)")
-    virtual.add_argument("--preset", default="LongFast",
+    virtual.add_argument("--preset", type=preset_name, default="LongFast",
                          help=f"LoRa modem preset, one of {', '.join(preset_display_names())} (default LongFast)")
-    virtual.add_argument("--time-scale", type=float, default=1.0,
+    virtual.add_argument("--time-scale", type=positive_float, default=1.0,
                          help="wall seconds per simulated second; below 1 runs airtime faster (default 1)")
-    virtual.add_argument("--seed", type=int, default=0, help="seed of the simulated channel (default 0)")
+    virtual.add_argument("--seed", type=non_negative_int, default=0, help="seed of the simulated channel (default 0)")
     virtual.set_defaults(func=run_virtual)
 
 

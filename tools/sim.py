@@ -14,9 +14,24 @@ from blockiot.hil.sim.medium import LogDistance
 from blockiot.hil.sim.scenarios import SCENARIOS, simulate
 from blockiot.chain.consensus.params import FINALITY_RULES
 from blockiot.radio.airtime import preset_display_names
+from blockiot.radio.dutycycle import REGULATED_REGIONS
+from blockiot.tools.options import (
+    float_range,
+    int_range,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    preset_name,
+    region_name,
+)
 
 _DEFAULTS = SimConfig()
 _PATH_LOSS = LogDistance()
+# From an SX1262's lowest setting (-9 dBm) to the 30 dBm of an E22-900T30 module.
+_TX_POWER_DBM = float_range(-9, 30)
+_HOP_LIMIT = int_range(0, 7)  # Meshtastic's hop limit is 3 bits
+_PROBABILITY = float_range(0, 1)  # of losing a reception
 
 
 def register(subparsers) -> None:
@@ -30,37 +45,40 @@ def register(subparsers) -> None:
         + ".",
     )
     add = parser.add_argument
-    add("--nodes", type=int, default=_DEFAULTS.nodes, help=f"nodes in the field (default {_DEFAULTS.nodes})")
-    add("--validators", type=int, default=_DEFAULTS.validators, help=f"validators among them (default {_DEFAULTS.validators})")
-    add("--hours", type=float, default=_DEFAULTS.hours, help=f"field time to simulate (default {_DEFAULTS.hours:g})")
-    add("--preset", default=_DEFAULTS.preset, help=f"Meshtastic preset: {', '.join(preset_display_names())} (default LongFast)")
-    add("--loss", type=float, default=_DEFAULTS.loss, help="extra random loss per reception, 0..1 (default 0; lossy: 0.3)")
+    add("--nodes", type=positive_int, default=_DEFAULTS.nodes, help=f"nodes in the field (default {_DEFAULTS.nodes})")
+    add("--validators", type=positive_int, default=_DEFAULTS.validators, help=f"validators among them (default {_DEFAULTS.validators})")
+    add("--hours", type=positive_float, default=_DEFAULTS.hours, help=f"field time to simulate (default {_DEFAULTS.hours:g})")
+    add("--preset", type=preset_name, default=_DEFAULTS.preset, help=f"Meshtastic preset: {', '.join(preset_display_names())} (default LongFast)")
+    add("--loss", type=_PROBABILITY, default=_DEFAULTS.loss, help="extra random loss per reception, 0..1 (default 0; lossy: 0.3)")
     add("--burst", type=_burst, metavar="GOOD,BAD,LOSS",
         help="bursty loss at every receiver, Gilbert-Elliott: seconds good, seconds bad, loss when bad (bursty: 120,30,0.9)")
-    add("--seed", type=int, default=_DEFAULTS.seed, help="random seed: same seed, same run (default 1)")
+    add("--seed", type=non_negative_int, default=_DEFAULTS.seed, help="random seed: same seed, same run (default 1)")
     add("--scenario", default=_DEFAULTS.scenario, choices=list(SCENARIOS), help="what goes wrong (default baseline)")
     add("--json", action="store_true", help="print one JSON object")
-    add("--slot-seconds", type=int, help="slot length (default: 20 x a 150 B packet's airtime, 30 s on LongFast)")
-    add("--tx-interval", type=float, default=_DEFAULTS.tx_interval_s, help="seconds between one node's readings (default 1800)")
-    add("--field", type=float, dest="field_m", help="side of the square field in metres (default 150 m x sqrt(nodes), 400-1200)")
-    add("--hop-limit", type=int, default=_DEFAULTS.hop_limit, help="Meshtastic hop limit (default 3)")
+    add("--slot-seconds", type=int_range(1, 3600), help="slot length (default: 20 x a 150 B packet's airtime, 30 s on LongFast)")
+    add("--tx-interval", type=positive_float, default=_DEFAULTS.tx_interval_s, help="seconds between one node's readings (default 1800)")
+    add("--field", type=positive_float, dest="field_m", help="side of the square field in metres (default 150 m x sqrt(nodes), 400-1200)")
+    add("--hop-limit", type=_HOP_LIMIT, default=_DEFAULTS.hop_limit, help="Meshtastic hop limit (default 3)")
     add("--relays", choices=RELAY_CHOICES, default=_DEFAULTS.relays, help="who relays floods (default backbone)")
     add("--finality", choices=FINALITY_RULES, default=_DEFAULTS.finality, help="finality rule (default quorum; obft for comparison)")
-    add("--region", default=_DEFAULTS.region, help="duty-cycle region (default EU868)")
-    add("--frequency", type=float, default=_DEFAULTS.frequency_hz, help="carrier in Hz, picks the sub-band (default 869.525e6: 10 %%)")
-    add("--tx-power", type=float, default=_DEFAULTS.tx_power_dbm, help="transmit power in dBm (default 20)")
-    add("--path-loss-exponent", type=float, default=_PATH_LOSS.gamma, help=f"log-distance exponent (default {_PATH_LOSS.gamma})")
-    add("--path-loss-d0", type=float, default=_PATH_LOSS.loss_d0_db, help=f"path loss at 40 m in dB (default {_PATH_LOSS.loss_d0_db})")
-    add("--capture-db", type=float, default=_DEFAULTS.capture_db, help="capture threshold in dB (default 6)")
+    add("--region", type=region_name, choices=REGULATED_REGIONS, default=_DEFAULTS.region,
+        help="duty-cycle region, any spelling (default EU868)")
+    add("--frequency", type=positive_float, default=_DEFAULTS.frequency_hz, help="carrier in Hz, picks the sub-band (default 869.525e6: 10 %%)")
+    add("--tx-power", type=_TX_POWER_DBM, default=_DEFAULTS.tx_power_dbm, help="transmit power in dBm (default 20)")
+    add("--path-loss-exponent", type=positive_float, default=_PATH_LOSS.gamma, help=f"log-distance exponent (default {_PATH_LOSS.gamma})")
+    add("--path-loss-d0", type=non_negative_float, default=_PATH_LOSS.loss_d0_db, help=f"path loss at 40 m in dB (default {_PATH_LOSS.loss_d0_db})")
+    add("--capture-db", type=non_negative_float, default=_DEFAULTS.capture_db, help="capture threshold in dB (default 6)")
     parser.set_defaults(func=run)
 
 
 def _burst(text: str) -> tuple[float, float, float]:
+    parts = text.split(",")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected GOOD,BAD,LOSS such as 120,30,0.9, not {text!r}")
     try:
-        good, bad, loss = (float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected GOOD,BAD,LOSS such as 120,30,0.9, not {text!r}") from None
-    return good, bad, loss
+        return positive_float(parts[0]), positive_float(parts[1]), _PROBABILITY(parts[2])
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"GOOD and BAD seconds > 0, LOSS from 0 to 1: {exc}") from None
 
 
 def run(args) -> int:

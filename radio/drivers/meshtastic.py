@@ -51,8 +51,10 @@ stream_interface.py / mesh_interface.py):
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
+import termios
 import threading
 import time
 from collections import OrderedDict, deque
@@ -295,6 +297,8 @@ class MeshtasticDriver:
         where = self.name
         if isinstance(exc, FileNotFoundError):
             return RadioUnavailable(f"{where}: no such serial port (is the device plugged in?)")
+        if isinstance(exc, termios.error) or (isinstance(exc, OSError) and exc.errno == errno.ENOTTY):
+            return RadioUnavailable(f"{where}: not a serial port (give the radio's port, e.g. /dev/ttyACM0, or `auto`)")
         if isinstance(exc, PermissionError):
             return RadioUnavailable(f"{where}: permission denied (add yourself to the 'dialout' group)")
         if isinstance(exc, serial.SerialException) and "lock" in str(exc):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from blockiot.chain.crypto import Identity
-from blockiot.chain.genesis import REGIONS, Genesis, Member, Params
+from blockiot.chain.genesis import Genesis, Member, Params
 from blockiot.chain.state import TABLES, StateDiff
 from blockiot.chain.wire import (
     BLOCK_VERSION,
@@ -25,6 +25,8 @@ from blockiot.chain.wire import (
     Sensor,
     sign_tx,
 )
+from blockiot.radio.airtime import preset_display_names
+from blockiot.radio.dutycycle import REGULATED_REGIONS
 
 INT32 = st.integers(-(2**31), 2**31 - 1)
 # A registry index is 1-2 bytes on air (clusters of up to 16383 members).
@@ -78,7 +80,8 @@ def geneses(draw) -> Genesis:
         for i, (key, role, name) in enumerate(zip(keys, roles, member_names))
     )
     params = Params(
-        draw(st.integers(1, 3600)), draw(st.integers(1, 100_000)), draw(st.sampled_from(REGIONS)), draw(names)
+        draw(st.integers(1, 3600)), draw(st.integers(1, 100_000)), draw(st.sampled_from(REGULATED_REGIONS)),
+        draw(st.sampled_from(preset_display_names())),
     )
     return Genesis(draw(names), draw(st.integers(0, 2**40 - 1)), params, members)
 

@@ -234,9 +234,9 @@ def test_a_failing_personality_stops_the_rig_loudly(monkeypatch):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--count", "0"], "at least one radio"),
+    (["--count", "0"], "argument --count: must be a whole number >= 1, not '0'"),
     (["--preset", "Fastest"], "unknown preset 'Fastest'"),
-    (["--loss", "2"], "loss must be within"),
+    (["--loss", "2"], "argument --loss: must be a finite number from 0 to 1, not '2'"),
 ])
 def test_cli_refuses_bad_settings(capsys, args, message):
     assert main(["radio", "virtual", *args]) == 2

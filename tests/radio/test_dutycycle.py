@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blockiot.radio.dutycycle import DutyCycleBudget
+from blockiot.radio.dutycycle import REGIONS, REGULATED_REGIONS, DutyCycleBudget
 from blockiot.radio.errors import BudgetExceeded, ConfigError
 
 
@@ -50,6 +50,13 @@ def test_custom_fraction_may_be_stricter_never_looser():
 def test_unknown_region_lists_the_valid_ones():
     with pytest.raises(ConfigError, match="EU868, US915, NONE"):
         DutyCycleBudget("AU915")
+
+
+def test_regulated_regions_are_those_with_a_legal_rule():
+    """What a genesis may name: every region with a duty cycle or a dwell limit, not NONE."""
+    assert REGULATED_REGIONS == ("EU868", "US915")
+    assert all(REGIONS[name].regulated for name in REGULATED_REGIONS)
+    assert not REGIONS["NONE"].regulated
 
 
 def test_wait_until_the_oldest_transmission_leaves_the_hour():

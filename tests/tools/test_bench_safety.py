@@ -28,4 +28,4 @@ def test_bench_safety_json_has_every_figure():
 
 def test_bench_safety_refuses_bad_arguments(capsys):
     assert main(["bench", "safety", "--hours", "-1"]) == 2
-    assert "--hours must be >= 0" in capsys.readouterr().err
+    assert "argument --hours: must be a finite number >= 0, not '-1'" in capsys.readouterr().err

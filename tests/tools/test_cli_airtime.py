@@ -51,14 +51,20 @@ def test_text_output(capsys):
         (["--preset", "Fastest", "--bytes", "10"], "unknown preset 'Fastest'; valid presets: ShortTurbo"),
         (["--bytes", "232"], "does not fit one Meshtastic packet (max 231 B"),
         (["--bytes", "256", "--raw"], "0..255 bytes"),
-        (["--bytes", "-1"], "--bytes must be >= 0"),
         (["--bytes", "10", "--frequency", "869.3e6"], "outside every EU868 sub-band"),
         (["--bytes", "10", "--region", "Mars"], "unknown region 'Mars'"),
         (["--bytes", "10", "--fraction", "0.5"], "exceeds the legal 1.0%"),
+        # Refused when parsed: argparse's usage line, then the option and what it allows.
+        (["--bytes", "-1"], "argument --bytes: must be a whole number >= 0, not '-1'"),
+        (["--bytes", "ten"], "argument --bytes: must be a whole number >= 0, not 'ten'"),
+        (["--bytes", "10", "--frequency=-869e6"], "argument --frequency: must be a finite number > 0"),
+        (["--bytes", "10", "--frequency", "nan"], "argument --frequency: must be a finite number > 0, not 'nan'"),
+        (["--bytes", "10", "--fraction", "0"], "argument --fraction: must be a finite number > 0 and <= 1"),
+        (["--bytes", "10", "--fraction", "inf"], "argument --fraction: must be a finite number > 0 and <= 1"),
     ],
 )
 def test_user_mistakes_get_a_clear_message_and_status_2(capsys, args, message):
     assert main(["airtime", *args]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("blockiot airtime: ") and message in err
+    assert err.startswith(("blockiot airtime: ", "usage: blockiot airtime")) and message in err
     assert "Traceback" not in err

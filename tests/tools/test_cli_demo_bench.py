@@ -26,9 +26,9 @@ def test_demo_text_output(capsys, tmp_path):
 
 def test_demo_refuses_bad_arguments(tmp_path, capsys):
     assert main(["demo", "--slots", "0"]) == 2
-    assert "--slots must be at least 1" in capsys.readouterr().err
+    assert "argument --slots: must be a whole number >= 1, not '0'" in capsys.readouterr().err
     assert main(["demo", "--field-nodes", "3"]) == 2
-    assert "--field-nodes must be at least 4" in capsys.readouterr().err
+    assert "argument --field-nodes: must be a whole number >= 4" in capsys.readouterr().err
     main(["demo", "--slots", "2", "--data-dir", str(tmp_path), "--json"])
     capsys.readouterr()
     assert main(["demo", "--slots", "2", "--data-dir", str(tmp_path)]) == 2

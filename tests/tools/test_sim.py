@@ -36,7 +36,11 @@ def test_summary_and_options(capsys):
     [
         (["--nodes", "2", "--validators", "4"], "validators <= nodes"),
         (["--preset", "Fastest"], "unknown preset"),
-        (["--loss", "1.5"], "loss must be within"),
+        (["--loss", "1.5"], "argument --loss: must be a finite number from 0 to 1, not '1.5'"),
+        (["--loss", "1"], "loss must be within [0, 1)"),
+        (["--hours", "nan"], "argument --hours: must be a finite number > 0, not 'nan'"),
+        (["--region", "ANZ"], "unknown region 'ANZ'"),
+        (["--region", "NONE"], "invalid choice: 'NONE' (choose from 'EU868', 'US915')"),
     ],
 )
 def test_mistakes_are_refused_plainly(capsys, args, message):

@@ -38,6 +38,12 @@ def test_compile_missing_file_is_a_user_error(tmp_path, capsys):
     assert "cannot read" in capsys.readouterr().err
 
 
+def test_compile_to_an_unwritable_output_is_a_user_error(tmp_path, capsys):
+    assert main(["contract", "compile", IRRIGATION, "-o", str(tmp_path / "no" / "dir" / "x.bin")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("blockiot contract: cannot write") and "Traceback" not in err
+
+
 def write_csv(tmp_path, text: str):
     path = tmp_path / "readings.csv"
     path.write_text(text)
@@ -82,6 +88,8 @@ def test_dry_run_tables_and_balances_are_listed(tmp_path, capsys):
         ("1,2,moist,3\n", "readings.csv:1: unknown sensor 'moist'"),
         ("1,2,moisture,3.25\n", "readings.csv:1: moisture takes at most 1 decimal"),
         ("1,2,moisture,wet\n", "readings.csv:1: 'wet' is not a number"),
+        ("1,2,moisture,Infinity\n", "readings.csv:1: 'Infinity' is not a finite number"),
+        ("1,2,moisture,nan\n", "readings.csv:1: 'nan' is not a finite number"),
         ("5,2,moisture,3\n4,2,moisture,3\n", "readings.csv:2: slot 4 comes before slot 5"),
         ("x,2,moisture,3\n", "readings.csv:1: slot and device are whole numbers"),
     ],
