@@ -98,15 +98,21 @@ def decode_evidence(raw: bytes) -> Evidence:
     return Evidence(c.slot, proofs[0], proofs[1])
 
 
-def verify_evidence(genesis: Genesis, ev: Evidence, leader_for_slot: Callable[[int], int]) -> int:
+def verify_evidence(
+    genesis: Genesis,
+    ev: Evidence,
+    leader_for_slot: Callable[[int], int],
+    public_key: Callable[[int], bytes | None] | None = None,
+) -> int:
     """Check the evidence; return the registry index of the equivocating leader.
 
-    Raises InvalidEvidence unless both headers are validly signed by the leader of the
-    slot and name different blocks.
+    `public_key` maps a registry index to its key (default: the genesis members'; the
+    ledger passes its registry, which governance changes). Raises InvalidEvidence unless
+    both headers are validly signed by the leader of the slot and name different blocks.
     """
     chain_id = genesis.chain_id
     leader = leader_for_slot(ev.slot)
-    key = genesis.member(leader).public_key
+    key = public_key(leader) if public_key is not None else genesis.member(leader).public_key
     ids = []
     for proof in (ev.first, ev.second):
         signing = proof.signing_bytes(chain_id, ev.slot)

@@ -3,8 +3,12 @@ atomically, optionally persisted to a ChainStore.
 
 Block validity (all checked before anything is kept):
   * decodes; height = head height + 1; parent prefix matches the head's id;
-  * slot is after the head's slot and its leader is validators[slot mod n];
-  * every tx decodes, is signed by a member, has a fresh nonce, applies;
+  * slot is after the head's slot and its leader is validators[slot mod n], with the
+    validator set in force at that slot (chain/governance.py: governance changes it at
+    epoch boundaries);
+  * it holds at most the governed MAX_BLOCK_TXS transactions, if governance set one;
+  * every tx decodes, is signed by a member of the cluster in that slot, has a fresh
+    nonce, applies;
   * the leader's signature covers (chain id, version, height, slot, full parent id,
     tx Merkle root, post-state root) as this node computed them.
 A failed check leaves the state exactly as it was and raises InvalidBlock / DecodeError.
@@ -14,15 +18,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import governance
 from .crypto import Identity, verify
 from .errors import ChainError, DecodeError, InvalidBlock, InvalidTx
 from .genesis import Genesis
 from .state import LedgerState, StateDiff
 from .wire import (
     BLOCK_VERSION,
+    MAX_BLOCK_TXS,
     PARENT_PREFIX_LEN,
     Block,
     BlockHeader,
+    Param,
     block_id,
     decode_block,
     decode_tx,
@@ -65,7 +72,13 @@ class Ledger:
         return self.head.height
 
     def leader_for_slot(self, slot: int) -> int:
-        return self.genesis.leader_for_slot(slot)
+        """The leader of `slot` for a block on the head (governance.leader_for_slot)."""
+        return governance.leader_for_slot(self.state, slot)
+
+    def max_block_txs(self, slot: int) -> int:
+        """Transactions a block of `slot` may hold: the governed limit, else the wire's."""
+        limit = governance.param_at(self.state, Param.MAX_BLOCK_TXS, slot)
+        return MAX_BLOCK_TXS if limit is None else limit
 
     # --- applying blocks --------------------------------------------------------------
 
@@ -80,10 +93,12 @@ class Ledger:
             raise InvalidBlock(f"block {h.height} does not build on the head {self.head.id[:8].hex()}")
         if h.slot <= self.head.slot:
             raise InvalidBlock(f"block slot {h.slot} is not after the head's slot {self.head.slot}")
-        leader = self.genesis.member(self.leader_for_slot(h.slot))
+        if len(block.txs) > self.max_block_txs(h.slot):
+            raise InvalidBlock(f"block {h.height} holds {len(block.txs)} txs, more than {self.max_block_txs(h.slot)}")
+        leader = governance.member_at(self.state, self.leader_for_slot(h.slot), h.slot)
         self.state.begin()
         try:
-            self.state.contracts.on_block(h.slot, self.head.slot)  # rule schedules due since the head
+            self.state.begin_block(h.slot, self.head.slot)
             for i, raw_tx in enumerate(block.txs):
                 try:
                     self.state.apply_tx(decode_tx(raw_tx), h.slot)
@@ -107,19 +122,22 @@ class Ledger:
     def build_block(self, identity: Identity, slot: int, raw_txs) -> AppliedBlock:
         """Leader side: make, sign and apply the block for `slot` from candidate txs, skipping
         any that are not valid on the head (they are simply left out)."""
-        if self.genesis.member(self.leader_for_slot(slot)).public_key != identity.public_key:
+        if governance.member_at(self.state, self.leader_for_slot(slot), slot).public_key != identity.public_key:
             raise InvalidBlock(f"this identity is not the leader of slot {slot}")
         if slot <= self.head.slot:
             raise InvalidBlock(f"slot {slot} is not after the head's slot {self.head.slot}")
         height = self.head.height + 1
+        limit = self.max_block_txs(slot)
         self.state.begin()
         included = []
         try:
-            self.state.contracts.on_block(slot, self.head.slot)  # rule schedules due since the head
+            self.state.begin_block(slot, self.head.slot)
             for raw_tx in raw_txs:
+                if len(included) == limit:
+                    break
                 try:
                     tx = decode_tx(raw_tx)
-                    self.state.check_signature(tx)
+                    self.state.check_signature(tx, slot)
                 except (DecodeError, InvalidTx):
                     continue
                 try:  # a handler raises before its first write, so a refused tx leaves no trace

@@ -7,6 +7,8 @@ Tables (key -> value, both tuples of ints or bytes):
     command  (target,)          -> (issuer, action, slot, *args)   latest command per device
     contract, contract_state, balance, contract_command: device rules, see chain/contracts/onchain.py
     equivocation (leader, slot)     -> (reporter,)   proved double-signing (chain/evidence.py)
+    member, validators, param, update, proposal, ballot, gov_final, gov_due: governance and
+        the registry as it changes, see chain/governance.py
 
 Transaction kinds are applied by the handlers in TX_HANDLERS; a later capability adds a
 kind by adding a handler (and, if it needs one, a table). The state root commits to
@@ -26,6 +28,7 @@ from construct import (
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
+from . import governance
 from .crypto import blake2b256
 from .errors import ChainError, DecodeError, InvalidTx
 from .evidence import decode_evidence, verify_evidence
@@ -34,7 +37,7 @@ from .wire import MAX_NONCE, Command, Reading, Tx, TxKind, tx_signing_bytes
 from .contracts.onchain import CONTRACT_TABLES, ContractRuntime, apply_deploy
 
 VERIFIED_CACHE = 4096  # signatures remembered as checked
-TABLES = ("nonce", "reading", "command", "equivocation") + CONTRACT_TABLES
+TABLES = ("nonce", "reading", "command", "equivocation") + CONTRACT_TABLES + governance.GOV_TABLES
 
 Key = tuple
 Value = tuple
@@ -139,6 +142,7 @@ class LedgerState:
         self._encoded: dict[str, dict[Key, bytes]] = {name: {} for name in TABLES}
         self._table_roots: dict[str, bytes] = {}
         self._verify_keys = {m.index: VerifyKey(m.public_key) for m in genesis.members}
+        self._added_keys: dict[bytes, VerifyKey] = {}  # of members added by vote, by key
         # (tx id, sender key) of signatures already checked: a tx heard on air is checked
         # once, not again in every block (or branch) that carries it. Bounded.
         self._verified: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
@@ -199,10 +203,20 @@ class LedgerState:
 
     # --- transactions -----------------------------------------------------------------
 
-    def check_signature(self, tx: Tx) -> None:
-        verify_key = self._verify_keys.get(tx.sender)
+    def check_signature(self, tx: Tx, slot: int | None = None) -> None:
+        """Check a tx's signature by its sender's registered key, and that the sender is a
+        member in `slot`; without a slot (a mempool), that no removal of it is recorded.
+        A join request is refused: no member signed it."""
+        if tx.kind == TxKind.JOIN_REQUEST:
+            raise governance.Refused("join-request", "a join request is not a member's transaction; "
+                                     "a member relays it into an add-member proposal")
+        verify_key = self._verify_key(tx.sender)
         if verify_key is None:
-            raise InvalidTx(f"sender {tx.sender} is not a member of this cluster")
+            raise governance.Refused("not-member", f"sender {tx.sender} is not a member of this cluster")
+        if slot is not None:
+            governance.require_member(self, tx.sender, slot)
+        elif governance.is_removed(self, tx.sender):
+            raise governance.Refused("removed", f"sender {tx.sender} is removed from the cluster")
         seen = (tx.id, verify_key.encode()) if tx.raw else None  # the id covers the signature
         if seen in self._verified:
             return
@@ -216,11 +230,24 @@ class LedgerState:
         if len(self._verified) > VERIFIED_CACHE:
             self._verified.popitem(last=False)
 
+    def _verify_key(self, index: int) -> VerifyKey | None:
+        if not self.tables["member"] or index in self._verify_keys:  # a genesis index keeps its key
+            return self._verify_keys.get(index)
+        key = governance.public_key(self, index)
+        if key is None:
+            return None
+        verify_key = self._added_keys.get(key)
+        if verify_key is None:
+            verify_key = self._added_keys[key] = VerifyKey(key)
+        return verify_key
+
     def apply_tx(self, tx: Tx, slot: int, *, verified: bool = False) -> None:
         """Validate a decoded tx against this state and apply it; raises InvalidTx and then
         changes nothing (every check comes before the first write)."""
-        if not verified:
-            self.check_signature(tx)
+        if verified:  # the signature was checked (a leader's candidate): membership depends on the slot
+            governance.require_member(self, tx.sender, slot)
+        else:
+            self.check_signature(tx, slot)
         last = self.tables["nonce"].get((tx.sender,), (0,))[0]
         if tx.nonce <= last:
             raise InvalidTx(f"replayed nonce {tx.nonce} from sender {tx.sender} (last {last})")
@@ -230,6 +257,12 @@ class LedgerState:
         handler(self, tx, slot)
         self.set("nonce", (tx.sender,), (min(tx.nonce, MAX_NONCE),))
         self.contracts.on_tx(tx, slot)  # rules the applied tx triggers; they never refuse it
+
+    def begin_block(self, slot: int, previous_slot: int) -> None:
+        """First step of applying a block of `slot` on a head of `previous_slot`:
+        governance (finality of passed proposals, effects due), then rule schedules."""
+        governance.on_block(self, slot)
+        self.contracts.on_block(slot, previous_slot)
 
     def next_nonce(self, sender: int) -> int:
         return self.tables["nonce"].get((sender,), (0,))[0] + 1
@@ -260,7 +293,7 @@ def _apply_reading(state: LedgerState, tx: Tx, slot: int) -> None:
 
 def _apply_command(state: LedgerState, tx: Tx, slot: int) -> None:
     body: Command = tx.body
-    if state.genesis.member(body.target) is None:
+    if governance.member_at(state, body.target, slot) is None:
         raise InvalidTx(f"command target {body.target} is not a member of this cluster")
     state.set("command", (body.target,), (tx.sender, body.action, slot, *body.args))
 
@@ -273,7 +306,10 @@ def _apply_evidence(state: LedgerState, tx: Tx, slot: int) -> None:
     """Record a proved equivocation once per (leader, slot); governance acts on the table."""
     try:
         evidence = decode_evidence(tx.body.evidence)
-        leader = verify_evidence(state.genesis, evidence, state.genesis.leader_for_slot)
+        leader = verify_evidence(
+            state.genesis, evidence,
+            lambda s: governance.leader_for_slot(state, s), lambda i: governance.public_key(state, i),
+        )
     except ChainError as exc:  # DecodeError or InvalidEvidence
         raise InvalidTx(f"evidence from sender {tx.sender}: {exc}") from None
     if evidence.slot > slot:
@@ -289,4 +325,6 @@ TX_HANDLERS: dict[int, TxHandler] = {
     TxKind.DATA: _apply_data,
     TxKind.CONTRACT_DEPLOY: apply_deploy,
     TxKind.EVIDENCE: _apply_evidence,
+    TxKind.PROPOSAL: governance.apply_proposal,
+    TxKind.VOTE: governance.apply_vote,
 }

@@ -9,6 +9,18 @@ Transaction on air (kind-specific body between header and signature)::
     body     ...      see TX_BODIES
     sig      64 B     Ed25519 over chain_id || every byte above
 
+A JOIN_REQUEST comes from a device that is not a member yet: it has no registry index
+and no nonce, so its header is the kind byte alone and its signature is by the key its
+body carries (it proves the key's holder asked). The ledger never applies one: a member
+relays it into an ADD_MEMBER proposal (chain/governance.py), so a non-member can spend
+its own airtime, never block space or state.
+
+Governance bodies (docs/PROTOCOL.md §14)::
+
+    PROPOSAL  ttl varint (slots it stays open after its block), action kind u8, action
+    VOTE      proposer varint, nonce varint: a yes vote on the proposal of that tx
+    JOIN      key 32 B, name, groups, hardware varint (Meshtastic HardwareModel number)
+
 Block header on air::
 
     version  u8
@@ -33,20 +45,28 @@ from dataclasses import dataclass
 from typing import Union
 
 from construct import (
+    Adapter,
     Bytes,
+    Construct,
     ConstructError,
+    ExplicitError,
+    ExprAdapter,
     GreedyBytes,
     Int8ub,
+    PascalString,
     Prefixed,
     PrefixedArray,
     Struct,
+    Switch,
     Terminated,
     VarInt,
     ZigZag,
+    this,
 )
 
-from .crypto import HASH_LEN, SIGNATURE_LEN, blake2b256, merkle_root
+from .crypto import HASH_LEN, PUBLIC_KEY_LEN, SIGNATURE_LEN, blake2b256, merkle_root
 from .errors import DecodeError
+from .genesis import _NAME_RE, ROLES
 
 TX_FORMAT_VERSION = 0
 BLOCK_VERSION = 1
@@ -59,6 +79,11 @@ MAX_EVIDENCE_BYTES = 400
 MAX_BLOCK_TXS = 512
 MAX_NONCE = 2**63 - 1
 MAX_VARINT = 2**63 - 1
+MAX_GROUPS = 4  # groups a joining or added member may name
+MAX_HARDWARE = 0xFFFF
+MAX_PROPOSAL_TTL = 100_000  # slots a proposal may stay open (~35 days of 30 s slots)
+MAX_UPDATE_CHUNK = 200  # bytes of a software update per chunk: one radio frame with its header
+NO_SENDER = -1  # the sender of a JOIN_REQUEST: its device has no registry index yet
 
 
 class TxKind(enum.IntEnum):
@@ -70,6 +95,9 @@ class TxKind(enum.IntEnum):
     DATA = 3
     CONTRACT_DEPLOY = 4  # a device rule's bytecode (chain/contracts), checked when applied
     EVIDENCE = 5  # proof that a leader signed two blocks for one slot (chain/evidence.py)
+    PROPOSAL = 6  # a governance proposal (chain/governance.py)
+    VOTE = 7  # a validator's yes vote on a proposal
+    JOIN_REQUEST = 8  # a new device asks to join; signed by its own key, never applied
 
 
 # Kinds allowed beyond one radio frame (the link layer fragments them): evidence carries
@@ -152,14 +180,127 @@ class EquivocationProof:
     evidence: bytes  # chain/evidence.py encoding; decoded and verified by the state handler
 
 
-Body = Union[Reading, Command, Data, ContractDeploy, EquivocationProof]
+class ProposalKind(enum.IntEnum):
+    """What a proposal changes once it has passed and taken effect."""
+
+    ADD_MEMBER = 1
+    REMOVE_MEMBER = 2
+    GRANT_VALIDATOR = 3
+    REVOKE_VALIDATOR = 4
+    DEPLOY_RULE = 5
+    RETIRE_RULE = 6
+    SET_PARAM = 7
+    APPROVE_UPDATE = 8
+
+
+class Param(enum.IntEnum):
+    """Cluster parameters governance may change."""
+
+    SLOT_SECONDS = 1
+    EPOCH_SLOTS = 2
+    DUTY_CYCLE_BP = 3  # the cluster's airtime cap, in 1/10000 (100 = 1 %); the region's law still caps it
+    MAX_BLOCK_TXS = 4
+
+
+# Inclusive ranges of the values a SET_PARAM proposal may give.
+PARAM_RANGES: dict[Param, tuple[int, int]] = {
+    Param.SLOT_SECONDS: (1, 3600),
+    Param.EPOCH_SLOTS: (1, 100_000),
+    Param.DUTY_CYCLE_BP: (1, 10_000),
+    Param.MAX_BLOCK_TXS: (1, MAX_BLOCK_TXS),
+}
+
+
+@dataclass(frozen=True)
+class AddMember:
+    key: bytes
+    role: int  # index into genesis.ROLES: 0 member, 1 validator
+    name: str
+    groups: tuple[str, ...] = ()
+    hardware: int = 0
+
+
+@dataclass(frozen=True)
+class RemoveMember:
+    member: int
+    evidence: int | None = None  # slot of `member`'s recorded equivocation, if the proposal cites it
+
+
+@dataclass(frozen=True)
+class GrantValidator:
+    member: int
+
+
+@dataclass(frozen=True)
+class RevokeValidator:
+    member: int
+    evidence: int | None = None
+
+
+@dataclass(frozen=True)
+class DeployRule:
+    code: bytes  # bytecode of blockiot.chain.contracts
+
+
+@dataclass(frozen=True)
+class RetireRule:
+    deployer: int  # the rule's id: (deployer, nonce) of the tx that deployed it
+    nonce: int
+
+
+@dataclass(frozen=True)
+class SetParam:
+    param: int
+    value: int
+
+
+@dataclass(frozen=True)
+class ApproveUpdate:
+    """A software-update manifest. `digest` is the Merkle root (crypto.merkle_root) of the
+    BLAKE2b-256 hashes of the image's `chunk`-byte chunks, so each chunk checks alone."""
+
+    version: int
+    hardware: int  # Meshtastic HardwareModel number of the boards it is built for
+    size: int
+    chunk: int
+    digest: bytes
+
+
+ProposalAction = Union[
+    AddMember, RemoveMember, GrantValidator, RevokeValidator, DeployRule, RetireRule, SetParam, ApproveUpdate
+]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    ttl: int  # slots the proposal stays open after the slot of its block
+    action: ProposalAction
+
+
+@dataclass(frozen=True)
+class Vote:
+    """A yes vote on the proposal made by tx (proposer, nonce). Not voting is voting no."""
+
+    proposer: int
+    nonce: int
+
+
+@dataclass(frozen=True)
+class JoinRequest:
+    key: bytes  # the new device's Ed25519 public key, which signs the request
+    name: str
+    groups: tuple[str, ...] = ()
+    hardware: int = 0
+
+
+Body = Union[Reading, Command, Data, ContractDeploy, EquivocationProof, Proposal, Vote, JoinRequest]
 
 
 @dataclass(frozen=True)
 class Tx:
     kind: int
-    sender: int
-    nonce: int
+    sender: int  # registry index; NO_SENDER for a JOIN_REQUEST
+    nonce: int  # 0 for a JOIN_REQUEST
     body: Body
     signature: bytes
     raw: bytes = b""  # the exact bytes decoded or built; what the signature covers (minus the sig)
@@ -185,27 +326,88 @@ _DATA = Struct("payload" / Prefixed(VarInt, GreedyBytes))
 _CONTRACT_DEPLOY = Struct("code" / Prefixed(VarInt, GreedyBytes))
 _EVIDENCE = Struct("evidence" / Prefixed(VarInt, GreedyBytes))
 
-# kind -> (construct, dataclass, validator of field ranges)
+_TEXT = PascalString(Int8ub, "utf8")
+_GROUPS = PrefixedArray(Int8ub, _TEXT)
+# An optional slot: 0 = none, s + 1 = slot s.
+_OPT_SLOT = ExprAdapter(VarInt, lambda v, _: None if v == 0 else v - 1, lambda v, _: 0 if v is None else v + 1)
+_MEMBER_REF = Struct("member" / VarInt)
+_CITED = Struct("member" / VarInt, "evidence" / _OPT_SLOT)
+
+# proposal kind -> (construct, dataclass)
+ACTION_BODIES: dict[int, tuple[Struct, type]] = {
+    ProposalKind.ADD_MEMBER: (
+        Struct("key" / Bytes(PUBLIC_KEY_LEN), "role" / Int8ub, "name" / _TEXT, "groups" / _GROUPS,
+               "hardware" / VarInt),
+        AddMember,
+    ),
+    ProposalKind.REMOVE_MEMBER: (_CITED, RemoveMember),
+    ProposalKind.GRANT_VALIDATOR: (_MEMBER_REF, GrantValidator),
+    ProposalKind.REVOKE_VALIDATOR: (_CITED, RevokeValidator),
+    ProposalKind.DEPLOY_RULE: (Struct("code" / Prefixed(VarInt, GreedyBytes)), DeployRule),
+    ProposalKind.RETIRE_RULE: (Struct("deployer" / VarInt, "nonce" / VarInt), RetireRule),
+    ProposalKind.SET_PARAM: (Struct("param" / Int8ub, "value" / VarInt), SetParam),
+    ProposalKind.APPROVE_UPDATE: (
+        Struct("version" / VarInt, "hardware" / VarInt, "size" / VarInt, "chunk" / VarInt,
+               "digest" / Bytes(HASH_LEN)),
+        ApproveUpdate,
+    ),
+}
+_ACTION_KINDS = {cls: kind for kind, (_, cls) in ACTION_BODIES.items()}
+
+
+def _values(container) -> dict:
+    """A parsed construct container as dataclass arguments (lists become tuples)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in container.items() if not k.startswith("_")}
+
+
+class _ActionAdapter(Adapter):
+    """kind u8 + that kind's body <-> one of the ProposalAction dataclasses."""
+
+    def _decode(self, obj, context, path):
+        return ACTION_BODIES[obj.kind][1](**_values(obj.body))
+
+    def _encode(self, obj, context, path):
+        kind = _ACTION_KINDS.get(type(obj))
+        if kind is None:
+            raise ValueError(f"{type(obj).__name__} is not a proposal action")
+        return {"kind": kind, "body": {k: list(v) if isinstance(v, tuple) else v for k, v in obj.__dict__.items()}}
+
+
+class _UnknownAction(Construct):
+    """The body of a proposal kind that does not exist: refused, naming the kind."""
+
+    def _parse(self, stream, context, path):
+        raise ExplicitError(f"unknown proposal kind {context.kind}", path=path)
+
+
+ACTION = _ActionAdapter(
+    Struct(
+        "kind" / Int8ub,
+        "body" / Switch(this.kind, {k: s for k, (s, _) in ACTION_BODIES.items()}, default=_UnknownAction()),
+    )
+)
+_PROPOSAL = Struct("ttl" / VarInt, "action" / ACTION)
+_VOTE = Struct("proposer" / VarInt, "nonce" / VarInt)
+_JOIN = Struct("key" / Bytes(PUBLIC_KEY_LEN), "name" / _TEXT, "groups" / _GROUPS, "hardware" / VarInt)
+
+# kind -> (construct, dataclass)
 TX_BODIES: dict[int, tuple[Struct, type]] = {
     TxKind.READING: (_READING, Reading),
     TxKind.COMMAND: (_COMMAND, Command),
     TxKind.DATA: (_DATA, Data),
     TxKind.CONTRACT_DEPLOY: (_CONTRACT_DEPLOY, ContractDeploy),
     TxKind.EVIDENCE: (_EVIDENCE, EquivocationProof),
+    TxKind.PROPOSAL: (_PROPOSAL, Proposal),
+    TxKind.VOTE: (_VOTE, Vote),
+    TxKind.JOIN_REQUEST: (_JOIN, JoinRequest),
 }
 
 
-
-def _tx_struct(body: Struct) -> Struct:
-    """A whole signed transaction of one kind: head, body, signature, nothing after."""
-    return Struct(
-        "kindver" / Int8ub,
-        "sender" / VarInt,
-        "nonce" / VarInt,
-        "body" / body,
-        "signature" / Bytes(SIGNATURE_LEN),
-        Terminated,
-    )
+def _tx_struct(kind: int, body: Struct) -> Struct:
+    """A whole signed transaction of one kind: head, body, signature, nothing after. A
+    join request's head is its kind byte alone (its device has no index, no nonce)."""
+    member = () if kind == TxKind.JOIN_REQUEST else ("sender" / VarInt, "nonce" / VarInt)
+    return Struct("kindver" / Int8ub, *member, "body" / body, "signature" / Bytes(SIGNATURE_LEN), Terminated)
 
 
 _HEADER = Struct(
@@ -240,7 +442,7 @@ _SIGNING = Struct(
 # construct 2.10.70), so decode_tx checks the signature length itself; blocks use the plain
 # declarations, which check everything.
 _TX = {
-    kind: (_tx_struct(s), _tx_struct(s).compile(), cls, f"{TxKind(kind).name.lower()} transaction")
+    kind: (_tx_struct(kind, s), _tx_struct(kind, s).compile(), cls, f"{TxKind(kind).name.lower()} transaction")
     for kind, (s, cls) in TX_BODIES.items()
 }
 
@@ -301,6 +503,56 @@ def _check_body(kind: int, body: Body) -> None:
     elif isinstance(body, EquivocationProof):
         if len(body.evidence) > MAX_EVIDENCE_BYTES:
             raise DecodeError(f"evidence of {len(body.evidence)} B exceeds {MAX_EVIDENCE_BYTES} B")
+    elif isinstance(body, Proposal):
+        if not 1 <= body.ttl <= MAX_PROPOSAL_TTL:
+            raise DecodeError(f"a proposal stays open 1..{MAX_PROPOSAL_TTL} slots, not {body.ttl}")
+        _check_action(body.action)
+    elif isinstance(body, Vote):
+        if body.proposer > MAX_VARINT or not 0 < body.nonce <= MAX_NONCE:
+            raise DecodeError("vote names a proposal out of range")
+    elif isinstance(body, JoinRequest):
+        _check_identity(body.key, body.name, body.groups, body.hardware)
+
+
+def _check_identity(key: bytes, name: str, groups: tuple[str, ...], hardware: int) -> None:
+    """A new member as a join request or an add-member proposal describes it."""
+    if len(key) != PUBLIC_KEY_LEN:
+        raise DecodeError(f"a public key is {PUBLIC_KEY_LEN} bytes")
+    if name and not _NAME_RE.match(name):
+        raise DecodeError(f"member name {name!r} must be 1-32 letters, digits or _.:-")
+    if len(groups) > MAX_GROUPS:
+        raise DecodeError(f"a member names at most {MAX_GROUPS} groups")
+    if any(not _NAME_RE.match(g) for g in groups) or len(set(groups)) != len(groups):
+        raise DecodeError("group names must be distinct, 1-32 letters, digits or _.:-")
+    if not 0 <= hardware <= MAX_HARDWARE:
+        raise DecodeError(f"hardware model {hardware} out of range")
+
+
+def _check_action(action: ProposalAction) -> None:
+    if isinstance(action, AddMember):
+        if not 0 <= action.role < len(ROLES):
+            raise DecodeError(f"unknown member role {action.role}")
+        _check_identity(action.key, action.name, action.groups, action.hardware)
+    elif isinstance(action, (RemoveMember, RevokeValidator)):
+        if action.member > MAX_VARINT or (action.evidence is not None and not 0 <= action.evidence < MAX_VARINT):
+            raise DecodeError("member or evidence slot out of range")
+    elif isinstance(action, GrantValidator):
+        if action.member > MAX_VARINT:
+            raise DecodeError("member out of range")
+    elif isinstance(action, RetireRule):
+        if action.deployer > MAX_VARINT or not 0 < action.nonce <= MAX_NONCE:
+            raise DecodeError("rule id out of range")
+    elif isinstance(action, SetParam):
+        if action.param not in PARAM_RANGES:
+            raise DecodeError(f"unknown parameter {action.param}")
+        low, high = PARAM_RANGES[Param(action.param)]
+        if not low <= action.value <= high:
+            raise DecodeError(f"{Param(action.param).name.lower()} must be {low}..{high}, not {action.value}")
+    elif isinstance(action, ApproveUpdate):
+        if not (0 < action.version < 2**32 and 0 <= action.hardware <= MAX_HARDWARE and 0 < action.size < 2**32):
+            raise DecodeError("update version, hardware or size out of range")
+        if not 1 <= action.chunk <= MAX_UPDATE_CHUNK or len(action.digest) != HASH_LEN:
+            raise DecodeError(f"update chunk must be 1..{MAX_UPDATE_CHUNK} B and its digest {HASH_LEN} B")
 
 
 def encode_unsigned(kind: int, sender: int, nonce: int, body: Body) -> bytes:
@@ -308,12 +560,13 @@ def encode_unsigned(kind: int, sender: int, nonce: int, body: Body) -> bytes:
     entry = _TX.get(kind)
     if entry is None or not isinstance(body, entry[2]):
         raise DecodeError(f"body {type(body).__name__} does not fit tx kind {kind}")
-    if not (0 <= sender <= MAX_VARINT and 0 < nonce <= MAX_NONCE):
+    if kind == TxKind.JOIN_REQUEST:
+        if (sender, nonce) != (NO_SENDER, 0):
+            raise DecodeError("a join request has no sender index and no nonce (NO_SENDER, 0)")
+    elif not (0 <= sender <= MAX_VARINT and 0 < nonce <= MAX_NONCE):
         raise DecodeError("sender must be >= 0 and nonce in 1..2^63-1")
     _check_body(kind, body)
-    fields = dict(body.__dict__)
-    if isinstance(body, Command):
-        fields["args"] = list(body.args)
+    fields = {k: list(v) if isinstance(v, tuple) else v for k, v in body.__dict__.items()}
     value = dict(kindver=(TX_FORMAT_VERSION << 5) | kind, sender=sender, nonce=nonce, body=fields,
                  signature=bytes(SIGNATURE_LEN))
     unsigned = _build("tx", entry[1], value)[:-SIGNATURE_LEN]
@@ -333,6 +586,11 @@ def sign_tx(identity, chain_id: bytes, sender: int, nonce: int, body: Body) -> T
     unsigned = encode_unsigned(kind, sender, nonce, body)  # refuses a body of no known kind
     signature = identity.sign(tx_signing_bytes(chain_id, unsigned))
     return Tx(kind, sender, nonce, body, signature, unsigned + signature)
+
+
+def sign_join(identity, chain_id: bytes, name: str, groups=(), hardware: int = 0) -> Tx:
+    """A new device's join request, signed by its own key (which the request carries)."""
+    return sign_tx(identity, chain_id, NO_SENDER, 0, JoinRequest(identity.public_key, name, tuple(groups), hardware))
 
 
 def decode_tx(raw: bytes) -> Tx:
@@ -360,11 +618,10 @@ def decode_tx(raw: bytes) -> Tx:
     if len(c.signature) != SIGNATURE_LEN:  # compiled Bytes/Prefixed read short without complaint
         _decode(what, struct, raw)  # the plain declaration names the field that ran short
         raise DecodeError(f"malformed {what}: truncated signature")
-    values = c.body
-    if cls is Command:
-        values["args"] = tuple(values["args"])
-    body = cls(**values)
+    body = cls(**_values(c.body))
     _check_body(kind, body)
+    if kind == TxKind.JOIN_REQUEST:
+        return Tx(kind, NO_SENDER, 0, body, c.signature, raw)
     if c.sender > MAX_VARINT or not 0 < c.nonce <= MAX_NONCE:
         raise DecodeError("sender or nonce out of range")
     return Tx(kind, c.sender, c.nonce, body, c.signature, raw)

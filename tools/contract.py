@@ -1,4 +1,5 @@
-"""`blockiot contract compile|test`: compile a device rule and show its bytecode, or dry-run it on readings.
+"""`blockiot contract compile|test|deploy`: compile a device rule and show its bytecode, dry-run it
+on readings, or deploy it through the running node.
 
 Readings CSV for `contract test` (one reading per line; `#` starts a comment; an optional
 header line `slot,device,sensor,value`):
@@ -21,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from blockiot.chain.contracts import SlotTick, compile_rule, disassemble, load
+from blockiot.chain.runtime.control import NodeClient
 from blockiot.chain.contracts.arith import FIXED_SCALE
 from blockiot.chain.contracts.compiler import CompiledRule, T, TableType
 from blockiot.chain.contracts.disasm import describe_trigger
@@ -58,6 +60,13 @@ def register(subparsers) -> None:
                    help="members of a group the rule names (repeatable)")
     t.add_argument("--genesis", type=Path, help="take groups and members from a cluster description (TOML)")
     t.set_defaults(func=run_test)
+    d = sub.add_parser("deploy", help="deploy a rule to the cluster through the running node",
+                       description="Compile a rule and hand its deploy transaction to the node running on "
+                                   "--data-dir (a validator's, until cluster governance decides rules); "
+                                   "prints the transaction id once the node accepted it.")
+    d.add_argument("file", type=Path, help="rule source (.rule)")
+    d.add_argument("--data-dir", type=Path, required=True, help="the running node's data dir")
+    d.set_defaults(func=run_deploy)
 
 
 def _compile(path: Path) -> CompiledRule:
@@ -66,6 +75,16 @@ def _compile(path: Path) -> CompiledRule:
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
     return compile_rule(source, str(path))
+
+
+def run_deploy(args) -> int:
+    rule = _compile(args.file)
+    try:
+        deploy_tx_bytes(rule.bytecode)
+    except DecodeError:
+        raise UserError(f"{args.file} is too large to deploy: a transaction holds at most {MAX_TX_BYTES} bytes") from None
+    print(NodeClient(args.data_dir).submit({"kind": "deploy", "code": rule.bytecode.hex()}))
+    return 0
 
 
 def run_compile(args) -> int:

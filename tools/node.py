@@ -8,6 +8,7 @@ SIGINT or SIGTERM stop it cleanly.
 """
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import threading
@@ -78,19 +79,25 @@ def run(args) -> int:
     budget = DutyCycleBudget(genesis.params.region, frequency_hz=config.frequency, fraction=config.budget)
     log = NodeLog(genesis, json_lines=config.log_json)
     stop = threading.Event()
-    with DataDir(config.data_dir) as data_dir:
+    with DataDir(config.data_dir) as data_dir, contextlib.ExitStack() as opened:
         try:
             driver = _open_radio(config, genesis, member)
+            opened.callback(driver.close)
             store = ChainStore(data_dir.path)
+            opened.callback(store.close)
+            control = ControlServer(data_dir.path)
+            opened.callback(control.close)
         except BaseException:
+            opened.close()
             data_dir.abandon()
             raise
         actuator = HookActuator(config.hook) if config.hook else LogActuator()
-        control = ControlServer(data_dir.path)
+        if isinstance(actuator, HookActuator):
+            opened.callback(actuator.close)
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             radio_id = driver.node_num if hasattr(driver, "node_num") else driver.node_id
-            node = _node(genesis, identity, driver, radio_id, store, budget, log, actuator, control, stop)
+            node = _node(genesis, identity, driver, radio_id, store, budget, log, actuator, control, stop, data_dir)
             name = genesis.member(member).name or f"member {member}"
             role = "validator" if node.runtime.core.is_validator else "member"
             log.info(f"node {name} ({role}) of cluster {genesis.name} on {driver.name}; "
@@ -102,11 +109,6 @@ def run(args) -> int:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            control.close()
-            if isinstance(actuator, HookActuator):
-                actuator.close()
-            driver.close()
-            store.close()
     return 0
 
 
@@ -162,7 +164,7 @@ def _personality(port: str | None) -> str:
     return "meshtastic"
 
 
-def _node(genesis, identity, driver, radio_id, store, budget, log, actuator, control, stop) -> RealtimeNode:
+def _node(genesis, identity, driver, radio_id, store, budget, log, actuator, control, stop, data_dir) -> RealtimeNode:
     now = time.time()
     answer_bytes = budget.share_bytes(ANSWER_SHARE, genesis.params.slot_seconds, driver.mtu, driver.airtime(driver.mtu))
     ledger, finalized = restore(genesis, store)
@@ -178,7 +180,8 @@ def _node(genesis, identity, driver, radio_id, store, budget, log, actuator, con
         finalized=finalized,
         lock=store.lock(),
     )
-    link = port_link(driver, budget, rng=random.Random())
-    runtime = NodeRuntime(core, link, TransmitQueue(driver.airtime, budget), store=store, actuate=True)
+    link = port_link(driver, budget, node_id=radio_id, rng=random.Random())
+    runtime = NodeRuntime(core, link, TransmitQueue(driver.airtime, budget), store=store, actuate=True,
+                          last_nonce=data_dir.reserved_nonce(), reserve_nonces=data_dir.reserve_nonce)
     return RealtimeNode(runtime, driver, log=log, actuator=actuator, requests=control.requests, stop=stop)
 

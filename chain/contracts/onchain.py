@@ -16,6 +16,10 @@ nothing and does not affect the transaction that triggered it.
 
 A device reports a rule's command done with a signed COMMAND transaction to itself with the
 same action and arguments; that clears its pending entry.
+
+A rule is deployed by a validator's CONTRACT_DEPLOY (id: that tx's sender and nonce) or by a
+passed DEPLOY_RULE proposal (id: the proposal's, from its switch slot on); a passed
+RETIRE_RULE proposal removes it and its state (chain/governance.py).
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from construct import ConstructError, PrefixedArray, Struct, VarInt, ZigZag
 from blockiot.chain.contracts.engine import Effects, SlotTick, TxEvent, apply_writes, execute, initial_state
 from blockiot.chain.contracts.errors import BytecodeError
 from blockiot.chain.contracts.vm import Executable, StateKey, load
+from blockiot.chain import governance
 from blockiot.chain.errors import DecodeError, InvalidTx
 from blockiot.chain.crypto import SIGNATURE_LEN
 from blockiot.chain.wire import Command, ContractDeploy, Reading, Tx, TxKind, encode_unsigned
@@ -56,16 +61,20 @@ def decode_contract_state(raw: bytes) -> dict[StateKey, int]:
 
 
 class LedgerHost:
-    """The ContractHost view of a LedgerState: latest readings, genesis groups, balances."""
+    """The ContractHost view of a LedgerState at the slot being applied (`slot`, set by the
+    runtime): latest readings, the registry's groups and members, balances."""
 
     def __init__(self, ledger: LedgerState):
         self.ledger = ledger
-        self._groups: dict[str, tuple[int, ...]] = {}  # the genesis never changes
+        self.slot = 0
+        self._groups: dict[str, tuple[int, ...]] = {}  # of the genesis, which never changes
 
     def reading(self, device: int, sensor: int) -> tuple[int, int] | None:
         return self.ledger.get("reading", (device, sensor))
 
     def group(self, name: str) -> tuple[int, ...]:
+        if self.ledger.tables["member"]:  # governance changed the registry
+            return governance.group_at(self.ledger, name, self.slot)
         members = self._groups.get(name)
         if members is None:
             members = self._groups[name] = self.ledger.genesis.group(name)
@@ -75,23 +84,18 @@ class LedgerHost:
         return self.ledger.get("balance", (member,), (0,))[0]
 
     def is_member(self, index: int) -> bool:
-        return self.ledger.genesis.member(index) is not None
+        return governance.member_at(self.ledger, index, self.slot) is not None
 
 
 def apply_deploy(ledger: LedgerState, tx: Tx, slot: int) -> None:
-    """TX handler of CONTRACT_DEPLOY: a validator deploys checked bytecode (until governance votes on rules)."""
-    member = ledger.genesis.member(tx.sender)
-    if member is None or not member.is_validator:
+    """TX handler of CONTRACT_DEPLOY: a validator deploys checked bytecode at once (a
+    DEPLOY_RULE proposal deploys it by vote)."""
+    if tx.sender not in governance.validators_at(ledger, slot):
         raise InvalidTx(f"sender {tx.sender} is not a validator and cannot deploy rules")
     try:
-        exe = load(tx.body.code)
+        ledger.contracts.install((tx.sender, tx.nonce), bytes(tx.body.code))
     except BytecodeError as exc:
         raise InvalidTx(f"rule bytecode refused: {exc}") from None
-    cid = (tx.sender, tx.nonce)
-    ledger.set("contract", cid, (bytes(tx.body.code),))
-    state = initial_state(exe.program)
-    if state:
-        ledger.set("contract_state", cid, (encode_contract_state(state),))
 
 
 def deploy_tx_bytes(code: bytes, sender: int = 0, nonce: int = 1) -> int:
@@ -128,6 +132,19 @@ class ContractRuntime:
             cached = self._states[cid] = (raw, decode_contract_state(raw) if raw else {})
         return cached[1]
 
+    def install(self, cid: ContractId, code: bytes) -> None:
+        """Deploy rule `code` under id `cid`, with its initial state; BytecodeError (and
+        nothing written) if the bytecode does not check."""
+        state = initial_state(self._executable(code).program)
+        self.ledger.set("contract", cid, (code,))
+        if state:
+            self.ledger.set("contract_state", cid, (encode_contract_state(state),))
+
+    def retire(self, cid: ContractId) -> None:
+        """Remove rule `cid` and its state (nothing if it is not deployed)."""
+        self.ledger.set("contract", cid, None)
+        self.ledger.set("contract_state", cid, None)
+
     def on_block(self, slot: int, previous_slot: int) -> None:
         """Run the schedules due in (previous_slot, slot]; call first when applying a block."""
         self._run_all(SlotTick(previous_slot), slot)
@@ -146,6 +163,7 @@ class ContractRuntime:
         self._run_all(event, slot)
 
     def _run_all(self, event: TxEvent | SlotTick, slot: int) -> None:
+        self.host.slot = slot
         for cid, (code,) in sorted(self.ledger.tables["contract"].items()):
             state = self.contract_state(cid)
             effects = execute(self._executable(code), state, event, slot, self.host)

@@ -10,7 +10,6 @@ Readings go in the fixed-point unit of `SENSOR_UNITS` (28.7 % moisture is 287 on
 from __future__ import annotations
 
 import math
-
 from blockiot.chain.errors import ChainError
 from blockiot.chain.genesis import Genesis
 from blockiot.chain.wire import SENSOR_UNITS, Action, Command, ContractDeploy, Reading, Sensor
@@ -32,11 +31,12 @@ def sensor_by_name(name: str) -> Sensor:
 
 
 def action_by_name(name: str) -> Action:
-    try:
-        return Action[str(name).strip().upper()]
-    except KeyError:
+    """An action a member may order (REPORT is what a device sends back, not an order)."""
+    action = Action.__members__.get(str(name).strip().upper())
+    if action is None or action is Action.REPORT:
         known = ", ".join(a.name.lower() for a in Action if a is not Action.REPORT)
-        raise BodyError(f"unknown action {name!r}; known: {known}") from None
+        raise BodyError(f"unknown action {name!r}; known: {known}")
+    return action
 
 
 def member_by_name(genesis: Genesis, name) -> int:
@@ -49,11 +49,14 @@ def member_by_name(genesis: Genesis, name) -> int:
 
 def to_fixed(sensor: Sensor, value) -> int:
     """A reading in its unit as the integer that goes on air."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (math.inf, -math.inf):
         raise BodyError(f"a reading's value is a finite number, not {value!r}")
     unit, decimals = SENSOR_UNITS[sensor]
-    fixed = round(value * 10**decimals)
-    if not -VALUE_LIMIT < fixed < VALUE_LIMIT:
+    try:
+        fixed = round(float(value) * 10**decimals)
+    except (OverflowError, ValueError):  # inf, nan, or an integer beyond any float
+        fixed = None
+    if fixed is None or not -VALUE_LIMIT < fixed < VALUE_LIMIT:
         raise BodyError(f"{value} {unit} is out of range for {sensor.name.lower()}")
     return fixed
 

@@ -90,8 +90,8 @@ class RealtimeNode:
             try:
                 body = body_from_request(core.genesis, message.get("body"), validator=core.is_validator)
                 submitted = self.runtime.submit(body, now)
-            except ChainError as exc:
-                return {"ok": False, "error": str(exc)}
+            except (ChainError, ValueError, TypeError, OverflowError) as exc:  # a client's bad request
+                return {"ok": False, "error": str(exc) or type(exc).__name__}
             if submitted.rejected is not None:
                 return {"ok": False, "error": f"{submitted.rejected.reason}: {submitted.rejected.detail}".rstrip(": ")}
             return {"ok": True, "tx": submitted.tx_id.hex()}
@@ -113,13 +113,15 @@ class RealtimeNode:
                 return  # that frame is lost with the radio; the protocol asks again
 
     def _receive(self, now: float) -> None:
-        deadlines = [t for t in (self.runtime.next_deadline(), self.runtime.transmit.ready_at()) if t is not None]
-        wait = min([POLL_S, *(t - now for t in deadlines)])
+        timers = self.runtime.next_deadline()
         if not self._radio_up:
             self._reopen(now)
-            if not self._radio_up:
-                self.stop.wait(max(wait, 0.0))
+            if not self._radio_up:  # frames wait in the queue: only timers and the retry matter
+                deadlines = [t for t in (timers, self._retry_at) if t is not None]
+                self.stop.wait(max(min([POLL_S, *(t - now for t in deadlines)]), 0.0))
                 return
+        deadlines = [t for t in (timers, self.runtime.transmit.ready_at()) if t is not None]
+        wait = min([POLL_S, *(t - now for t in deadlines)])
         _, received = self._with_radio(lambda: self.driver.receive(max(wait, 0.0)), now)
         if received is not None:
             hops = received.hops if received.hops is not None else 0

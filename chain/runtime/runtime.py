@@ -12,15 +12,16 @@ calls it differ.
     rt.tick(now)                                                 # when rt.next_deadline() is due
     submitted = rt.submit(Reading(Sensor.MOISTURE, 287), now)    # the device's own transaction
     frame = rt.next_frame(now)                                   # put it on air now, or None
-    for action in rt.take_actions(): ...                         # `Execute`: run it, then rt.report()
+    for action in rt.take_actions(): ...                         # `Execute`: run it, then rt.report(command, ok, status, now)
 
 Order of effects for each core output (docs/PROTOCOL.md §10): the validator's lock and
 the finalized blocks reach the store before any message goes out. Core events, and the
-runtime's own, go to `on_event(event, now)`.
+runtime's own (`FinalBlock` for each block stored, `Reported`, link drops), go to
+`on_event(event, now)`.
 
 Commands: once a block is final, each command it holds for this device (a member's
-COMMAND or a rule's output, chain/commands.py) becomes an `Execute` action, once per
-process; the caller runs the actuator and calls `report(command, ok, now)`, which signs
+COMMAND or a rule's output, `commands_in_block`) becomes an `Execute` action, once per
+process (at start: those final and not yet reported, `due_commands`); the caller runs the actuator and calls `report(command, ok, now)`, which signs
 the report: the same action and arguments addressed to itself when it worked (which
 clears a rule's pending command), `Action.REPORT` with (action, exit status) when it did
 not. A command final before a crash and reported after it is executed again after the
@@ -32,9 +33,10 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Callable
 
-from blockiot.chain.commands import DueCommand, due_commands
+from blockiot.chain.commands import DueCommand, commands_in_block, due_commands
 from blockiot.chain.consensus.events import PRIORITY_SYNC, EvidenceToRecord, Output, Rejected
 from blockiot.chain.consensus.node import NodeCore
+from blockiot.chain.ledger import AppliedBlock
 from blockiot.chain.state import LedgerState
 from blockiot.chain.store import ChainStore
 from blockiot.chain.wire import Action, Command, EquivocationProof, sign_tx, tx_id
@@ -43,13 +45,15 @@ from blockiot.radio.link import Delivered, Dropped, Link, Transmit
 from .transmit import Frame, TransmitQueue
 
 PEERS_KEPT = 64
-# After a restart the node skips this many nonces past the last one final on chain: its
-# transactions still in flight when it stopped keep theirs, and none is signed twice.
+# Nonces are reserved this many at a time (`reserve_nonces`, kept on disk): after a restart
+# the node goes on above the reservation, so no nonce of a tx still in flight is signed twice.
+# Without a reservation it skips this many past the last one final on chain.
 NONCE_RESTART_GAP = 64
 # A caller that converts between clocks (the simulator's drifting ones) may wake a hair
 # before a deadline it was given; that still counts as due.
 TIMER_SLACK_S = 1e-9
 REJECTIONS_KEPT = 16
+STARTED_KEPT = 1024  # commands remembered as started, against running one twice
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,13 @@ class Execute:
     """Run this final command addressed to this device, then `NodeRuntime.report` it."""
 
     command: DueCommand
+
+
+@dataclass(frozen=True)
+class FinalBlock:
+    """A block this node just finalized and stored (its txs decoded in `block.txs`, raw)."""
+
+    applied: AppliedBlock
 
 
 @dataclass(frozen=True)
@@ -102,9 +113,11 @@ class NodeRuntime:
         record_evidence: bool = True,
         on_event: Callable[[object, float], None] | None = None,
         last_nonce: int | None = None,
+        reserve_nonces: Callable[[int], None] | None = None,
     ) -> None:
-        """`last_nonce`: the last nonce this device signed, when the caller knows it; else
-        the last one final on chain plus `NONCE_RESTART_GAP` (0 on a fresh chain)."""
+        """`last_nonce`: the last nonce this device signed, when the caller knows it (e.g.
+        the last reservation); else the last one final on chain plus `NONCE_RESTART_GAP`.
+        `reserve_nonces(n)`: keep n on disk before any nonce up to n is signed."""
         self.core = core
         self.link = link
         self.transmit = transmit
@@ -115,11 +128,15 @@ class NodeRuntime:
         self.rejections: deque[Rejected] = deque(maxlen=REJECTIONS_KEPT)
         self.link_drops: dict[str, int] = {}
         self._actions: list[Execute] = []
-        self._started: set[DueCommand] = set()
+        self._started: OrderedDict[DueCommand, None] = OrderedDict()  # bounded: STARTED_KEPT
         if last_nonce is None and core.member is not None:
+            last_nonce = (core.ledger.state.get("nonce", (core.member,)) or (0,))[0] + NONCE_RESTART_GAP
+        if core.member is not None:
             final_nonce = (core.ledger.state.get("nonce", (core.member,)) or (0,))[0]
-            last_nonce = final_nonce + NONCE_RESTART_GAP if final_nonce else 0
+            last_nonce = max(last_nonce or 0, final_nonce)
         self.last_nonce = last_nonce or 0
+        self.reserve_nonces = reserve_nonces
+        self._reserved = self.last_nonce
         self.final: LedgerState | None = None  # the finalized state, kept when this node executes commands
         if actuate:
             if core.member is None:
@@ -127,6 +144,7 @@ class NodeRuntime:
             self.final = LedgerState(core.genesis)
             if store is not None:
                 store.load_into(self.final)
+            self._start(due_commands(self.final, core.member))  # final before a restart, not reported
 
     # --- inputs ------------------------------------------------------------------------
 
@@ -163,6 +181,9 @@ class NodeRuntime:
         core = self.core
         if core.identity is None or core.member is None:
             raise ValueError("a node without a member identity signs nothing")
+        if self.reserve_nonces is not None and self.last_nonce >= self._reserved:
+            self._reserved = self.last_nonce + NONCE_RESTART_GAP
+            self.reserve_nonces(self._reserved)
         self.last_nonce += 1
         return sign_tx(core.identity, core.genesis.chain_id, core.member, self.last_nonce, body).raw
 
@@ -213,10 +234,12 @@ class NodeRuntime:
                 self.store.set_lock(out.lock)
             for applied in out.persist:
                 self.store.append(applied)
-        if self.final is not None and out.persist:
+        if self.final is not None:
             for applied in out.persist:
                 self.final.redo(applied.diff)
-            self._due_commands()
+                self._start(commands_in_block(applied, self.core.member))
+        for applied in out.persist:
+            self._emit(FinalBlock(applied), now)
         for send in out.sends:
             self.send_message(send.payload, hop_limit=send.hop_limit, priority=send.priority,
                               kind=send.kind.name, now=now)
@@ -227,10 +250,12 @@ class NodeRuntime:
             if isinstance(event, EvidenceToRecord) and self.record_evidence and self.core.member is not None:
                 self.submit(EquivocationProof(event.evidence), now)
 
-    def _due_commands(self) -> None:
-        for command in due_commands(self.final, self.core.member):
+    def _start(self, commands: list[DueCommand]) -> None:
+        for command in commands:
             if command not in self._started:
-                self._started.add(command)
+                self._started[command] = None
+                while len(self._started) > STARTED_KEPT:
+                    self._started.popitem(last=False)
                 self._actions.append(Execute(command))
 
     def _emit(self, event, now: float) -> None:

@@ -11,13 +11,19 @@ from blockiot.chain.crypto import Identity, verify
 from blockiot.chain.genesis import Genesis, Member, Params, decode_genesis
 from blockiot.chain.ledger import Ledger
 from blockiot.chain.wire import (
+    NO_SENDER,
+    AddMember,
     Command,
+    Proposal,
     Reading,
+    TxKind,
+    Vote,
     compact_from_block,
     decode_block,
     decode_compact,
     decode_tx,
     encode_header,
+    sign_join,
     sign_tx,
     tx_root,
     tx_signing_bytes,
@@ -58,6 +64,9 @@ def test_genesis_encoding_and_chain_id(vec_genesis):
     [
         ("reading_tx", lambda v: Reading(v["sensor"], v["value"])),
         ("command_tx", lambda v: Command(v["target"], v["action"], tuple(v["args"]))),
+        ("proposal_tx", lambda v: Proposal(
+            v["ttl"], AddMember(bytes.fromhex(v["key"]), v["role"], v["name"], tuple(v["groups"]), v["hardware"]))),
+        ("vote_tx", lambda v: Vote(v["proposer"], v["proposal_nonce"])),
     ],
 )
 def test_tx_known_answer(vec_genesis, vec_identities, name, make_body):
@@ -71,6 +80,18 @@ def test_tx_known_answer(vec_genesis, vec_identities, name, make_body):
     assert decoded == tx
     signer_key = vec_genesis.members[v["signer"]].public_key
     assert verify(signer_key, tx_signing_bytes(vec_genesis.chain_id, decoded.signed_part), decoded.signature)
+
+
+def test_join_request_known_answer(vec_genesis):
+    v = VECTORS["join_request"]
+    device = Identity.from_seed(bytes.fromhex(v["seed"]))
+    assert device.public_key.hex() == VECTORS["proposal_tx"]["key"]
+    tx = sign_join(device, vec_genesis.chain_id, v["name"], v["groups"], v["hardware"])
+    assert tx.raw.hex() == v["hex"] and tx.id.hex() == v["tx_id"]
+    decoded = decode_tx(bytes.fromhex(v["hex"]))
+    assert (decoded.kind, decoded.sender, decoded.nonce) == (TxKind.JOIN_REQUEST, NO_SENDER, 0)
+    assert decoded == tx and decoded.body.key == device.public_key
+    assert verify(device.public_key, tx_signing_bytes(vec_genesis.chain_id, decoded.signed_part), decoded.signature)
 
 
 def test_block_known_answer(vec_genesis, vec_identities):

@@ -1,8 +1,10 @@
 """A field as its integrator runs it: four `blockiot node` processes on virtual Meshtastic
-radios (ShortFast, 2-second slots). A reading handed to one node with `blockiot send
-reading` is final in every node's chain; a command to the valve runs its hook once final
-and the valve's report is final too; a node killed with SIGKILL and restarted catches up
-without losing anything it had finalized; SIGTERM stops every node cleanly."""
+radios (ShortFast, 2-second slots). A rule deployed with `blockiot contract deploy` fires
+on a reading handed to one node with `blockiot send reading`; the reading is final in every
+node's chain; the rule's command and a member's command to the valve each run its hook
+once final, and the valve's reports are final too; a node killed with SIGKILL and
+restarted catches up without losing anything it had finalized; SIGTERM stops every node
+cleanly."""
 from __future__ import annotations
 
 import os
@@ -42,10 +44,13 @@ def write_field(tmp_path) -> tuple:
         f'[cluster]\nname = "test-field"\ngenesis_time = {int(time.time()) + 4}\nslot_seconds = {SLOT_S}\n'
         f'region = "EU868"\npreset = "ShortFast"\n\n' + "\n".join(members)
     )
+    rule = tmp_path / "dry.rule"
+    rule.write_text("with reading(moisture, device=device(1)) as r:\n    if r.value < 30.0:\n"
+                    "        command(device(3), open, 300)\n")
     hook = tmp_path / "valve-hook"
     hook.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "valve-actions"}\n')
     hook.chmod(0o755)
-    return genesis, keys, hook
+    return genesis, keys, hook, rule
 
 
 def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -82,7 +87,7 @@ def final_state(genesis_path, data_dir) -> tuple[LedgerState, list[bytes]]:
 
 @pytest.mark.slow
 def test_a_field_of_four_nodes_takes_readings_and_commands(tmp_path):
-    genesis, keys, hook = write_field(tmp_path)
+    genesis, keys, hook, rule = write_field(tmp_path)
     dirs = [tmp_path / f"data-{name}" for name in NAMES]
     with VirtualRig(4, preset="ShortFast", time_scale=TIME_SCALE, seed=9) as rig:
         def start(i: int) -> subprocess.Popen:
@@ -102,6 +107,13 @@ def test_a_field_of_four_nodes_takes_readings_and_commands(tmp_path):
                          "--port", rig.ports[0])
             assert second.returncode == 2 and "another node" in second.stderr and "Traceback" not in second.stderr
 
+            deployed = cli("contract", "deploy", str(rule), "--data-dir", str(dirs[0]))
+            assert deployed.returncode == 0, deployed.stderr
+            refused = cli("contract", "deploy", str(rule), "--data-dir", str(dirs[3]))
+            assert refused.returncode == 2 and "only a validator" in refused.stderr
+            target = max(finalized(d) for d in dirs) + 8  # the rule final everywhere
+            wait_for(f"every node to finalize height {target}", lambda: all(finalized(d) >= target for d in dirs))
+
             sent = cli("send", "reading", "--sensor", "moisture", "--value", "28.7", "--data-dir", str(dirs[1]))
             assert sent.returncode == 0, sent.stderr
             assert len(sent.stdout.strip()) == 64  # the tx id in hex
@@ -117,7 +129,7 @@ def test_a_field_of_four_nodes_takes_readings_and_commands(tmp_path):
             procs[2] = start(2)
 
             actions = tmp_path / "valve-actions"
-            wait_for("the valve's hook to run", lambda: actions.exists() and actions.read_text())
+            wait_for("the valve's hook to run twice", lambda: actions.exists() and actions.read_text().count("\n") >= 2)
             target = max(finalized(d) for d in dirs) + 8  # the report included and final everywhere
             wait_for(f"every node to finalize height {target}", lambda: all(finalized(d) >= target for d in dirs))
             assert finalized(dirs[2]) >= before
@@ -131,7 +143,7 @@ def test_a_field_of_four_nodes_takes_readings_and_commands(tmp_path):
     for proc, (out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err
         assert "Traceback" not in err
-    assert actions.read_text() == "open 600\n"  # once, although final at every height after
+    assert sorted(actions.read_text().splitlines()) == ["open 300", "open 600"]  # each once
     chains = []
     for data_dir in dirs:
         assert not (data_dir / "node.sock").exists()
@@ -139,7 +151,8 @@ def test_a_field_of_four_nodes_takes_readings_and_commands(tmp_path):
         chains.append(chain)
         assert state.get("reading", (1, Sensor.MOISTURE))[0] == 287
         issuer, action, _slot, *args = state.get("command", (3,))
-        assert (issuer, action, args) == (3, Action.OPEN, [600])  # reported done by the valve itself
+        assert (issuer, action) == (3, Action.OPEN) and args in ([300], [600])  # the valve's last report
+        assert state.get("contract_command", (3,)) is None  # the rule's command, reported done
     shortest = min(map(len, chains))
     assert all(chain[:shortest] == chains[0][:shortest] for chain in chains)
     assert os.stat(dirs[0] / "node.lock").st_mode & 0o077 == 0
