@@ -90,6 +90,11 @@ class Genesis:
     def member(self, index: int) -> Member | None:
         return self.members[index] if 0 <= index < len(self.members) else None
 
+    def name_of(self, index: int) -> str:
+        """A member's name for people and topics (`member-N` when it has none)."""
+        member = self.member(index)
+        return member.name if member is not None and member.name else f"member-{index}"
+
     def group(self, name: str) -> tuple[int, ...]:
         return tuple(m.index for m in self.members if name in m.groups)
 

@@ -12,6 +12,7 @@ BENCHMARKS = [
     "blockiot.tools.bench_contracts",
     "blockiot.tools.bench_safety",
     "blockiot.tools.bench_hostile",
+    "blockiot.tools.bench_store",
 ]
 
 

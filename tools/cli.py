@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = [
     "keys",
     "genesis",
     "verify",
+    "chainview",
     "bench",
     "radios",
     "radio",

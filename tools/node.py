@@ -25,6 +25,7 @@ from blockiot.chain.runtime.config import NodeConfig, load_node_config, merge
 from blockiot.chain.runtime.control import ControlServer
 from blockiot.chain.runtime.datadir import DataDir
 from blockiot.chain.runtime.log import NodeLog
+from blockiot.chain.runtime.mqtt import MqttBridge
 from blockiot.chain.runtime.realtime import RealtimeNode
 from blockiot.chain.runtime.runtime import NodeRuntime
 from blockiot.chain.runtime.transmit import TransmitQueue
@@ -58,6 +59,8 @@ def register(subparsers) -> None:
     parser.add_argument("--frequency", type=positive_float, help="carrier in Hz, for the duty-cycle sub-band (e.g. 869.525e6)")
     parser.add_argument("--budget", type=fraction, help="self-imposed duty cycle, a fraction up to the legal one")
     parser.add_argument("--hook", type=Path, help="executable run as `HOOK ACTION ARG...` for each final command to this device")
+    parser.add_argument("--mqtt", metavar="URL", help="publish final blocks, readings and commands to this MQTT broker "
+                        "and take readings from it: mqtt://[user:pass@]host[:port] (docs/MQTT.md)")
     parser.add_argument("--seconds", type=positive_float, help="stop after this long (default: run until stopped)")
     parser.add_argument("--log-json", "--events", dest="log_json", action="store_true", default=None,
                         help="log one JSON object per line instead of plain lines")
@@ -68,7 +71,7 @@ def run(args) -> int:
     base = load_node_config(args.config) if args.config else NodeConfig()
     config = merge(base, {name: getattr(args, name) for name in
                           ("genesis", "key", "data_dir", "port", "host", "radio", "frequency", "budget",
-                           "hook", "seconds", "log_json")}).check()
+                           "hook", "seconds", "log_json", "mqtt")}).check()
     genesis = load_genesis_toml(config.genesis)
     identity = Identity.load(config.key)
     member = genesis.index_of(identity.public_key)
@@ -98,6 +101,10 @@ def run(args) -> int:
         try:
             radio_id = driver.node_num if hasattr(driver, "node_num") else driver.node_id
             node = _node(genesis, identity, driver, radio_id, store, budget, log, actuator, control, stop, data_dir)
+            if config.mqtt is not None:
+                bridge = MqttBridge(config.mqtt, genesis, control.requests, member=member, log=log)
+                opened.callback(bridge.close)
+                node.on_event = bridge.on_event
             name = genesis.member(member).name or f"member {member}"
             role = "validator" if node.runtime.core.is_validator else "member"
             log.info(f"node {name} ({role}) of cluster {genesis.name} on {driver.name}; "

@@ -2,13 +2,16 @@
 --info` and `rnstatus`: cluster and role, slot and leader, head and finalized height,
 peers heard with their signal, airtime against the budget, mempool, recent rejections.
 `--json` prints the same as one object (at least `finalized_height`, `head_height`, `slot`).
+With no node running it shows what the data dir holds (read-only), `running` false.
 """
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
-from blockiot.chain.runtime.control import NodeClient
+from blockiot.chain.runtime.control import NodeClient, NoNodeRunning
+from blockiot.chain.store import ChainStore
 
 
 def register(subparsers) -> None:
@@ -20,13 +23,39 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    status = NodeClient(args.data_dir).status()
-    status.pop("ok", None)
+    try:
+        status = NodeClient(args.data_dir).status()
+        status.pop("ok", None)
+        status["running"] = True
+    except NoNodeRunning:
+        status = stored_status(args.data_dir, time.time())
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
-    print("\n".join(describe(status)))
+    print("\n".join(describe(status) if status["running"] else describe_stored(status)))
     return 0
+
+
+def stored_status(data_dir: Path, now: float) -> dict:
+    """What a stopped node's data dir holds: its cluster and finalized chain."""
+    store = ChainStore(data_dir, read_only=True)
+    try:
+        genesis = store.genesis()
+        height, block_id, _slot = store.head() or (0, genesis.chain_id, -1)
+    finally:
+        store.close()
+    slot = int((now - genesis.genesis_time) // genesis.params.slot_seconds) if now >= genesis.genesis_time else None
+    return {"running": False, "cluster": genesis.name, "chain_id": genesis.chain_id.hex(), "slot": slot,
+            "finalized_height": height, "finalized_id": block_id.hex(), "head_height": height, "head_id": block_id.hex()}
+
+
+def describe_stored(s: dict) -> list[str]:
+    return [
+        f"cluster   {s['cluster']} (chain {s['chain_id'][:8]})",
+        "node      not running (no node on this data dir); showing what it stored",
+        f"chain     finalized {s['finalized_height']} ({s['finalized_id'][:8]})",
+        f"slot      {s['slot'] if s['slot'] is not None else 'before genesis'} (by the wall clock)",
+    ]
 
 
 def describe(s: dict) -> list[str]:

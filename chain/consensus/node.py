@@ -10,10 +10,13 @@ time; messages to send, finalized blocks to persist and events come out
 The caller first keeps `out.lock` on disk when it is set (the validator's finality lock,
 PROTOCOL §6.2 H2; pass it back as `lock=` after a restart), appends `out.persist` to the
 chain store in order, then sends `out.sends` (flooded or to neighbours only) and reads
-`out.events`.
+`out.events`. Blocks finalized long ago come from `finalized=`, the store's
+(`recovery.restore`) for a node with a disk: the core keeps a bounded window of them
+(`finalized.py`).
 """
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections import OrderedDict
@@ -52,7 +55,8 @@ from .events import (
     Send,
 )
 from ..evidence import Evidence, InvalidEvidence, encode_evidence, make_evidence, proof_of, verify_evidence
-from .finality import GENESIS_SLOT, replay
+from .finality import GENESIS_SLOT
+from .finalized import FinalizedBlocks, FinalizedChain, MemoryChain
 from .mempool import Mempool
 from .messages import (
     BlockMsg,
@@ -71,7 +75,7 @@ from .messages import (
     pack_txs,
 )
 from .params import ConsensusConfigError, ConsensusParams
-from .tree import BlockNode, BlockTree, FinalizedChain
+from .tree import BlockNode, BlockTree
 
 ANYONE = 0
 SLOT_EPSILON_S = 1e-6
@@ -127,7 +131,7 @@ class NodeCore:
         identity: Identity | None = None,
         params: ConsensusParams | None = None,
         ledger: Ledger | None = None,
-        finalized: Iterable[tuple[int, bytes, bytes]] = (),
+        finalized: FinalizedBlocks | Iterable[tuple[int, bytes, bytes]] = (),
         time_source: bool = True,
         lock: int = GENESIS_SLOT,
     ) -> None:
@@ -145,12 +149,12 @@ class NodeCore:
         self.ledger = ledger if ledger is not None else Ledger(genesis)
         if self.ledger.store is not None:
             raise ConsensusConfigError("the core's ledger must not write a store: persist Output.persist instead")
-        self.final = FinalizedChain(genesis.chain_id)
-        slots = []
-        for height, block_id, raw in finalized:
-            self.final.append(height, block_id, raw)
-            slots.append(decode_block(raw).header.slot)
-        self.tree = BlockTree(self.ledger, self.params, replay(slots, self.params.n, self.params.q))
+        # The finalized chain up to the ledger's head: a store's, or (height, id, raw) kept in memory.
+        source = finalized if isinstance(finalized, FinalizedBlocks) else MemoryChain(finalized)
+        if len(source) != self.ledger.height:
+            raise ConsensusConfigError(f"the finalized chain ends at height {len(source)}, the ledger at {self.ledger.height}")
+        self.final = FinalizedChain(genesis.chain_id, source)
+        self.tree = BlockTree(self.ledger, self.params, self.final.load_votes(self.params.n, self.params.q))
         self._lock = lock  # H2: the highest J of any block this validator signed
         self.clock = SlotClock(self.params, time_source=time_source)
         self.mempool = Mempool(self.params.mempool_size)
@@ -426,7 +430,7 @@ class NodeCore:
     def _finalize(self, node: BlockNode, now: float, out: Output) -> None:
         for n in self.tree.finalize(node):
             out.persist.append(n.applied)
-            self.final.append(n.height, n.id, n.applied.block.raw)
+            self.final.append(n.height, n.id, n.slot, n.applied.block.raw)
             out.events.append(Finalized(n.id, n.height, n.slot, now))
         self.mempool.prune(self.ledger.state)
         for ref, pending in list(self._pending.items()):
@@ -569,11 +573,15 @@ class NodeCore:
             self._answer(msg.tip + msg.from_height.to_bytes(8, "big"), msg.to, sends, now, out)
 
     def _chain_to(self, tip: bytes, from_height: int) -> list[bytes]:
-        """Raw blocks from `from_height` up to the block with id prefix `tip` (empty if unknown)."""
+        """Raw blocks from `from_height` along the chain up to the block with id prefix `tip`
+        (empty if unknown), as many as one answer can carry: `pack_blocks` takes at most
+        `sync_batch_bytes` of them plus one frame's batch, in which every block's signature
+        (64 B, incompressible) takes room, so twice that is plenty; the requester asks
+        again from where an answer ends."""
         nodes = self.tree.by_prefix(tip)
         if nodes:
             top = max(nodes, key=lambda n: n.height)
-            upper = [n.applied.block.raw for n in top.ancestors() if n.applied is not None and n is not self.tree.root]
+            upper = [n.applied.block.raw for n in top.ancestors() if n.height >= from_height and n is not self.tree.root]
             upper.reverse()
             last_final = self.tree.root.height
         else:
@@ -581,11 +589,17 @@ class NodeCore:
             if last_final is None:
                 return []
             upper = []
-        lower = [self.final.raw_at(h) for h in range(from_height, last_final + 1)]
-        if any(raw is None for raw in lower):
-            return []
-        skip = max(0, from_height - last_final - 1)
-        return lower + upper[skip:]
+        lower = (self.final.raw_at(height) for height in range(from_height, last_final + 1))
+        room = 2 * self.params.sync_batch_bytes
+        raws = []
+        for raw in itertools.chain(lower, upper):
+            if raw is None:
+                return []
+            raws.append(raw)
+            room -= len(raw)
+            if room <= 0:
+                break
+        return raws
 
     def _on_blocks(self, msg: Blocks, now: float, origin: int, out: Output) -> None:
         """Blocks for a catch-up, ours or one we overhear: take what extends what we hold,

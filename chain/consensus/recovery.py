@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from ..genesis import Genesis
 from ..ledger import Ledger
-from ..store import ChainStore
+from ..store import ChainStore, StoredChain
 
 
-def restore(genesis: Genesis, store: ChainStore) -> tuple[Ledger, list[tuple[int, bytes, bytes]]]:
-    """(ledger at the last finalized block, [(height, id, raw)] of the finalized chain).
+def restore(genesis: Genesis, store: ChainStore) -> tuple[Ledger, StoredChain]:
+    """(ledger at the last finalized block, the finalized chain as `NodeCore(finalized=)`
+    takes it). The chain is read from the store on demand, never loaded whole: iterating
+    it gives (height, id, raw) from height 1, and the node keeps appending
+    `Output.persist` to the same store.
 
     The ledger is detached from the store: the core validates speculative branches on it,
     and only finalized blocks (`Output.persist`) may reach the disk.
     """
     ledger = Ledger(genesis, store)
     ledger.store = None
-    return ledger, list(store.raw_blocks())
+    return ledger, StoredChain(store)

@@ -3,8 +3,7 @@ on its own branch by one working `Ledger` that moves between branches with the b
 state diffs; fork choice (docs/PROTOCOL.md §5) and the finality rules (§6; the quorum rule's
 arithmetic is `finality.py`).
 
-Below the root (the finalized block) lies the finalized chain, kept as raw blocks by
-height in `FinalizedChain` for catch-up answers.
+Below the root (the finalized block) lies the finalized chain (`finalized.py`).
 """
 from __future__ import annotations
 
@@ -41,32 +40,6 @@ class BlockNode:
         while node is not None:
             yield node
             node = node.parent
-
-
-class FinalizedChain:
-    """The finalized blocks by height: id and raw bytes (height 0 is the genesis, no raw)."""
-
-    def __init__(self, genesis_id: bytes) -> None:
-        self._ids: dict[int, bytes] = {0: genesis_id}
-        self._raw: dict[int, bytes] = {}
-        self._by_prefix: dict[bytes, int] = {genesis_id[:PARENT_PREFIX_LEN]: 0}
-        self.height = 0
-
-    def append(self, height: int, block_id: bytes, raw: bytes) -> None:
-        self._ids[height] = block_id
-        self._raw[height] = raw
-        self._by_prefix[block_id[:PARENT_PREFIX_LEN]] = height
-        self.height = max(self.height, height)
-
-    def id_at(self, height: int) -> bytes | None:
-        return self._ids.get(height)
-
-    def raw_at(self, height: int) -> bytes | None:
-        return self._raw.get(height)
-
-    def height_of(self, prefix: bytes) -> int | None:
-        """Height of the finalized block with this id prefix, if any."""
-        return self._by_prefix.get(prefix)
 
 
 class BlockTree:

@@ -10,6 +10,7 @@ wrong value names its key and what is allowed.
     budget = 0.05                 # self-imposed duty cycle, at most the legal one
     hook = "/usr/local/bin/relay" # run for each final command addressed to this device
     log_json = false
+    mqtt = "mqtt://user:pass@broker.local:1883"  # optional MQTT bridge (docs/MQTT.md)
 
 Relative paths in the file are relative to the file.
 """
@@ -21,6 +22,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from blockiot.chain.errors import ChainError
+
+from .mqtt import MqttError, load_paho, parse_broker_url
 
 RADIOS = ("meshtastic", "e22")
 FREQUENCY_RANGE_HZ = (137e6, 1020e6)  # the bands LoRa transceivers tune (SX126x: 150-960 MHz)
@@ -41,6 +44,7 @@ class NodeConfig:
     frequency: float | None = None
     budget: float | None = None
     hook: Path | None = None
+    mqtt: str | None = None
     log_json: bool = False
     seconds: float = math.inf
 
@@ -60,13 +64,19 @@ class NodeConfig:
                                   f"not {self.frequency!r} (869.525 MHz is 869.525e6)")
         if self.budget is not None and not 0 < self.budget <= 1:
             raise NodeConfigError(f"`budget` is a duty-cycle fraction in (0, 1], not {self.budget!r} (5 % is 0.05)")
+        if self.mqtt is not None:
+            try:
+                parse_broker_url(self.mqtt)
+                load_paho()
+            except MqttError as exc:
+                raise NodeConfigError(f"`mqtt`: {exc}") from None
         if not self.seconds > 0:
             raise NodeConfigError(f"`seconds` must be positive, not {self.seconds!r}")
         return self
 
 
 _TYPES = {"genesis": Path, "key": Path, "data_dir": Path, "hook": Path, "port": str, "host": str, "radio": str,
-          "frequency": float, "budget": float, "log_json": bool, "seconds": float}
+          "frequency": float, "budget": float, "log_json": bool, "seconds": float, "mqtt": str}
 
 
 def load_node_config(path: Path) -> NodeConfig:

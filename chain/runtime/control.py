@@ -40,6 +40,10 @@ class ControlError(ChainError):
     user_facing = True
 
 
+class NoNodeRunning(ControlError):
+    """Nothing listens on the data dir's control socket."""
+
+
 @dataclass
 class Request:
     """One request from a client, answered by putting a dict into `reply`."""
@@ -140,7 +144,7 @@ class NodeClient:
                 try:
                     sock.connect(os.fsencode(path))
                 except (FileNotFoundError, ConnectionRefusedError):
-                    raise ControlError(f"no node is running on {self.data_dir} (start one with `blockiot node`)") from None
+                    raise NoNodeRunning(f"no node is running on {self.data_dir} (start one with `blockiot node`)") from None
                 except PermissionError:
                     raise ControlError(f"{path}: permission denied (the node runs as another user)") from None
                 sock.sendall(_line(message))

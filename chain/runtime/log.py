@@ -71,8 +71,7 @@ class NodeLog:
         return self._name(self.genesis.leader_for_slot(slot))
 
     def _name(self, index: int) -> str:
-        member = self.genesis.member(index)
-        return member.name if member is not None and member.name else f"member-{index}"
+        return self.genesis.name_of(index)
 
     def _write(self, kind: str, text: str, fields: dict) -> None:
         now = time.time()

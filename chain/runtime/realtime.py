@@ -44,6 +44,7 @@ class RealtimeNode:
         requests: queue.Queue[Request] | None = None,
         clock: Callable[[], float] = time.time,
         stop: threading.Event | None = None,
+        on_event: Callable[[object, float], None] | None = None,
     ) -> None:
         self.runtime = runtime
         self.driver = driver
@@ -57,7 +58,8 @@ class RealtimeNode:
         self._retry_at = 0.0
         self._backoff = RECONNECT_BACKOFF_S[0]
         self._budget_warned = False
-        runtime.on_event = log.event
+        self.on_event = on_event  # also told each runtime event, after the log (the MQTT bridge)
+        runtime.on_event = self._event
 
     def run(self, until: float = float("inf")) -> None:
         while not self.stop.is_set() and (now := self.clock()) < until:
@@ -67,6 +69,11 @@ class RealtimeNode:
             self._transmit(now)
             self._check_budget(now)
             self._receive(now)
+
+    def _event(self, event, now: float) -> None:
+        self.log.event(event, now)
+        if self.on_event is not None:
+            self.on_event(event, now)
 
     # --- one turn ------------------------------------------------------------------------
 

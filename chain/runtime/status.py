@@ -12,8 +12,7 @@ from .runtime import NodeRuntime
 def member_name(runtime: NodeRuntime, index: int | None) -> str | None:
     if index is None:
         return None
-    member = runtime.core.genesis.member(index)
-    return member.name if member is not None and member.name else f"member-{index}"
+    return runtime.core.genesis.name_of(index)
 
 
 def status_of(runtime: NodeRuntime, now: float, *, radio: str, started: float) -> dict:

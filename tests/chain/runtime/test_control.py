@@ -228,7 +228,7 @@ def test_send_refused_or_without_a_node_is_a_message_not_a_traceback(data_dir, n
 
 def test_status_json_is_the_nodes_status_without_ok(data_dir, node, capsys):
     assert main(["status", "--data-dir", str(data_dir), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"cluster": "test-cluster", "finalized_height": 3}
+    assert json.loads(capsys.readouterr().out) == {"cluster": "test-cluster", "finalized_height": 3, "running": True}
 
 
 def test_status_prints_the_nodes_status_for_people(data_dir, capsys, genesis, identities):
@@ -245,6 +245,6 @@ def test_status_prints_the_nodes_status_for_people(data_dir, capsys, genesis, id
     assert out[1] == "node      val-a, member 0, validator, on fake:1, up 5 s"
 
 
-def test_status_without_a_node_says_so(tmp_path, capsys):
+def test_status_without_a_node_or_a_store_says_so(tmp_path, capsys):
     assert main(["status", "--data-dir", str(tmp_path)]) == 2
-    assert "no node is running" in capsys.readouterr().err
+    assert "no chain store" in capsys.readouterr().err

@@ -142,3 +142,22 @@ def test_describe_an_unsynced_node_with_no_peers_and_rejections(genesis, identit
 def test_durations_read_like_a_person_says_them(genesis, identities, seconds, text):
     rt = make_runtime(genesis, identities[PROBE])
     assert f"up {text}" in describe(status_of(rt, T0 + seconds, radio="r", started=T0))[1]
+
+
+def test_status_of_a_stopped_node_shows_what_its_data_dir_holds(genesis, tmp_path, capsys):
+    from blockiot.chain.ledger import Ledger
+    from blockiot.chain.store import ChainStore
+    from blockiot.tools.cli import main
+
+    store = ChainStore(tmp_path / "node")
+    Ledger(genesis, store)  # binds the genesis, as a node's first start does
+    store.close()
+    assert main(["status", "--data-dir", str(tmp_path / "node"), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["running"] is False
+    assert (status["finalized_height"], status["head_height"]) == (0, 0)
+    assert status["cluster"] == genesis.name and status["slot"] is not None
+    assert main(["status", "--data-dir", str(tmp_path / "node")]) == 0
+    assert "not running" in capsys.readouterr().out
+    assert main(["status", "--data-dir", str(tmp_path / "nothing")]) == 2
+    assert "no chain store" in capsys.readouterr().err
