@@ -34,6 +34,7 @@ SUBCOMMAND_MODULES = [
     "node",
     "send",
     "status",
+    "gov",
 ]
 
 

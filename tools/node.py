@@ -30,7 +30,7 @@ from blockiot.chain.runtime.realtime import RealtimeNode
 from blockiot.chain.runtime.runtime import NodeRuntime
 from blockiot.chain.runtime.transmit import TransmitQueue
 from blockiot.chain.store import ChainStore
-from blockiot.radio.airtime import LoRaParams, preset, preset_display_name, preset_display_names
+from blockiot.radio.airtime import LoRaParams, canonical_preset_name, preset, preset_display_name, preset_display_names
 from blockiot.radio.discovery import discover, resolve_port
 from blockiot.radio.dutycycle import DutyCycleBudget
 from blockiot.radio.errors import RadioUnavailable
@@ -143,13 +143,22 @@ def _open_radio(config: NodeConfig, genesis: Genesis, member: int):
         driver.close()
         raise
     if kind == "meshtastic":
+        from blockiot.radio.drivers.meshtastic import MESHTASTIC_REGION
+
+        region = MESHTASTIC_REGION.get(genesis.params.region)
+        if driver.region != region:
+            driver.close()
+            raise UserError(
+                f"{driver.name} is set to region {driver.region}, but cluster {genesis.name} runs in "
+                f"{genesis.params.region}: set the board's region (meshtastic --port PORT --set lora.region {region})"
+            )
         wanted = preset(genesis.params.preset)
         if driver.lora != wanted:
             driver.close()
             raise UserError(
                 f"{driver.name} is set to {_describe(driver.lora)}, but cluster {genesis.name} runs "
                 f"{preset_display_name(genesis.params.preset)}: every node must use the genesis preset "
-                f"(meshtastic --port PORT --set lora.modem_preset {genesis.params.preset.upper()})"
+                f"(meshtastic --port PORT --set lora.modem_preset {canonical_preset_name(genesis.params.preset)})"
             )
     return driver
 

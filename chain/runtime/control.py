@@ -127,10 +127,15 @@ class NodeClient:
 
     def submit(self, body: dict) -> str:
         """Hand a transaction body to the node; its id (hex) once the node accepted it."""
+        return self.submit_tx(body)["tx"]
+
+    def submit_tx(self, body: dict) -> dict:
+        """Like `submit`, the whole answer: `tx` (id hex), `sender` and `nonce` (what names
+        a proposal for votes)."""
         answer = self.call({"op": "submit", "body": body})
         if not answer.get("ok"):
             raise ControlError(f"the node refused it: {answer.get('error', 'no reason given')}")
-        return answer["tx"]
+        return answer
 
     def send_reading(self, sensor: str, value: float) -> str:
         return self.submit({"kind": "reading", "sensor": sensor, "value": value})

@@ -101,7 +101,7 @@ class RealtimeNode:
                 return {"ok": False, "error": str(exc) or type(exc).__name__}
             if submitted.rejected is not None:
                 return {"ok": False, "error": f"{submitted.rejected.reason}: {submitted.rejected.detail}".rstrip(": ")}
-            return {"ok": True, "tx": submitted.tx_id.hex()}
+            return {"ok": True, "tx": submitted.tx_id.hex(), "sender": core.member, "nonce": self.runtime.last_nonce}
         return {"ok": False, "error": f"unknown op {op!r}; known: status, submit"}
 
     def _actuate(self, now: float) -> None:

@@ -80,6 +80,8 @@ from blockiot.radio.airtime import (
 from blockiot.radio.drivers.base import Received
 from blockiot.radio.errors import ConfigError, MessageTooLarge, RadioUnavailable
 
+# Our regions (radio/dutycycle.py) as Meshtastic's LoRaConfig.RegionCode names them.
+MESHTASTIC_REGION = {"EU868": "EU_868", "US915": "US"}
 DEFAULT_TIMEOUT = 20.0
 DEFAULT_RX_QUEUE = 256
 MTU = meshtastic_max_payload(PRIVATE_APP_PORTNUM)
@@ -170,6 +172,7 @@ class MeshtasticDriver:
         self._iface: MeshInterface | None = None
         self._node_num: int | None = None
         self._params: LoRaParams | None = None
+        self._region: str | None = None
         self._lost = False
         self._rx: deque[Received] = deque(maxlen=rx_queue)
         self._status: OrderedDict[int, int] = OrderedDict()  # packet id -> QueueStatus.res
@@ -195,6 +198,7 @@ class MeshtasticDriver:
             iface.waitForConfig()
             self._node_num = iface.myInfo.my_node_num
             self._params = lora_params(iface.localNode.localConfig.lora)
+            self._region = config_pb2.Config.LoRaConfig.RegionCode.Name(iface.localNode.localConfig.lora.region)
         except BaseException as exc:
             self.close()
             unavailable = self._unavailable(exc)
@@ -274,6 +278,11 @@ class MeshtasticDriver:
         """Frames heard and waiting for `receive`."""
         with self._cond:
             return len(self._rx)
+
+    @property
+    def region(self) -> str | None:
+        """The device's LoRa region as Meshtastic names it (`EU_868`, `US`, `UNSET`), once opened."""
+        return self._region
 
     @property
     def lora(self) -> LoRaParams | None:

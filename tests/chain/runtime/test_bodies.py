@@ -130,3 +130,34 @@ def test_a_body_error_is_a_chain_error_with_a_message_for_people():
 
 def test_sensor_by_name_is_the_enum():
     assert sensor_by_name("humidity") is Sensor.HUMIDITY
+
+
+def test_proposals_and_votes_name_members_and_default_to_two_epochs(genesis):
+    from blockiot.chain.wire import AddMember, Param, Proposal, RemoveMember, SetParam, Vote
+
+    last = genesis.members[-1]
+    removal = body(genesis, {"kind": "proposal", "action": "remove_member", "member": last.name, "evidence": 12})
+    assert removal == Proposal(2 * genesis.params.epoch_slots, RemoveMember(last.index, 12))
+    add = body(genesis, {"kind": "proposal", "action": "add_member", "key": "11" * 32, "name": "probe-9",
+                         "role": "validator", "groups": ["field-a"], "hardware": 43, "ttl": 60})
+    assert add == Proposal(60, AddMember(bytes([0x11]) * 32, 1, "probe-9", ("field-a",), 43))
+    assert body(genesis, {"kind": "proposal", "action": "set_param", "param": "Epoch_Slots", "value": 60}).action \
+        == SetParam(Param.EPOCH_SLOTS, 60)
+    assert body(genesis, {"kind": "vote", "proposer": genesis.members[0].name, "nonce": 3}) == Vote(0, 3)
+
+
+@pytest.mark.parametrize(("request_", "message"), [
+    ({"kind": "proposal", "action": "rename"}, "unknown proposal action"),
+    ({"kind": "proposal", "action": "add_member", "key": "zz", "name": "x"}, "`key` is hex"),
+    ({"kind": "proposal", "action": "add_member", "key": "11", "name": "x", "role": "king"}, "`role` is one of"),
+    ({"kind": "proposal", "action": "add_member", "key": "11", "name": "x", "groups": "a"}, "`groups` is a list"),
+    ({"kind": "proposal", "action": "remove_member", "member": "nobody"}, "no member named"),
+    ({"kind": "proposal", "action": "set_param", "param": "speed", "value": 1}, "`param` is one of"),
+    ({"kind": "proposal", "action": "set_param", "param": "epoch_slots", "value": 0}, "`value` is a whole number"),
+    ({"kind": "proposal", "action": "retire_rule", "deployer": 0, "nonce": True}, "`nonce` is a whole number"),
+    ({"kind": "proposal", "action": "grant_validator", "member": 0, "ttl": -1}, "`ttl` is a whole number"),
+    ({"kind": "vote", "proposer": 0}, "`nonce` is a whole number"),
+])
+def test_a_malformed_proposal_or_vote_names_what_is_wrong(genesis, request_, message):
+    with pytest.raises(BodyError, match=message):
+        body(genesis, request_)

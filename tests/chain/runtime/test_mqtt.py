@@ -378,7 +378,8 @@ def test_a_submit_reaches_the_node_loop_and_its_answer_the_result_topic(genesis,
     node.run(T0 + 1.0)
     [tx] = txs_in([frame for _, frame, _ in node.driver.sent])
     assert (tx.sender, tx.body) == (PROBE, Reading(Sensor.MOISTURE, 287))
-    assert json.loads(subscriber.next_on(f"{ROOT}/probe-1/submit/result")) == {"ok": True, "tx": tx.id.hex(), "id": "r1"}
+    assert json.loads(subscriber.next_on(f"{ROOT}/probe-1/submit/result")) == {
+        "ok": True, "tx": tx.id.hex(), "sender": PROBE, "nonce": tx.nonce, "id": "r1"}
 
 
 @pytest.mark.timeout(INSTALL_TIMEOUT_S)
