@@ -26,7 +26,6 @@ SUBCOMMAND_MODULES = [
     "verify",
     "chainview",
     "bench",
-    "radios",
     "radio",
     "airtime",
     "contract",

@@ -1,4 +1,4 @@
-"""Discovery of attached radios with injected enumerations, `resolve_port`, and `blockiot radios`."""
+"""Discovery of attached radios with injected enumerations, `resolve_port`, and `blockiot radio list`."""
 from __future__ import annotations
 
 import json
@@ -14,7 +14,7 @@ from blockiot.radio.discovery import (
     resolve_port,
 )
 from blockiot.radio.errors import RadioUnavailable
-from blockiot.tools import radios as radios_cli
+from blockiot.tools import radio as radio_cli
 from blockiot.tools.cli import main
 
 
@@ -96,22 +96,22 @@ def test_resolve_auto_with_several_lists_them():
 
 def test_cli_table(monkeypatch, capsys):
     found = discover(comports=lambda: [HELTEC, E22_DONGLE], usb_devices=no_backend)
-    monkeypatch.setattr(radios_cli, "discover", lambda: found)
-    assert main(["radios"]) == 0
+    monkeypatch.setattr(radio_cli, "discover", lambda: found)
+    assert main(["radio", "list"]) == 0
     out = capsys.readouterr().out
     assert "libusb not found" in out
     assert "/dev/ttyUSB1  1a86:7523  modem" in out
 
 
 def test_cli_none_attached(monkeypatch, capsys):
-    monkeypatch.setattr(radios_cli, "discover", lambda: discover(comports=lambda: [], usb_devices=no_usb))
-    assert main(["radios"]) == 0
+    monkeypatch.setattr(radio_cli, "discover", lambda: discover(comports=lambda: [], usb_devices=no_usb))
+    assert main(["radio", "list"]) == 0
     assert "No LoRa radio found: plug in" in capsys.readouterr().out
 
 
 def test_cli_json(monkeypatch, capsys):
-    monkeypatch.setattr(radios_cli, "discover", lambda: discover(comports=lambda: [RAK], usb_devices=no_usb))
-    assert main(["radios", "--json"]) == 0
+    monkeypatch.setattr(radio_cli, "discover", lambda: discover(comports=lambda: [RAK], usb_devices=no_usb))
+    assert main(["radio", "list", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["radios"][0]["vid_pid"] == "239a:8029"
     assert data["radios"][0]["personality"] == "meshtastic"

@@ -71,12 +71,12 @@ def test_a_broken_pipe_that_is_not_stdout_is_not_hidden():
     """A peer that hangs up (a socket to a radio) must not pass for `| head`."""
     script = (
         "import sys\n"
-        "from blockiot.tools import radios\n"
+        "from blockiot.tools import radio\n"
         "def hang_up():\n"
         "    raise BrokenPipeError(32, 'Broken pipe')\n"
-        "radios.discover = hang_up\n"
+        "radio.discover = hang_up\n"
         "from blockiot.tools.cli import main\n"
-        "sys.exit(main(['radios']))\n"
+        "sys.exit(main(['radio', 'list']))\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
