@@ -9,6 +9,8 @@ Tables (key -> value, both tuples of ints or bytes):
     equivocation (leader, slot)     -> (reporter,)   proved double-signing (chain/evidence.py)
     member, validators, param, update, proposal, ballot, gov_final, gov_due: governance and
         the registry as it changes, see chain/governance.py
+    group_key (group, epoch)         -> (slot, rotator, nonce, *recipients)   key epochs of
+        private payloads (no key: the keys travel wrapped), see chain/privacy/onchain.py
 
 Transaction kinds are applied by the handlers in TX_HANDLERS; a later capability adds a
 kind by adding a handler (and, if it needs one, a table). The state root commits to
@@ -16,6 +18,10 @@ every non-empty table: BLAKE2b-256 over the table roots, each table root a BLAKE
 over its entries in key order, each entry in the one canonical encoding declared below.
 An empty table adds nothing, so a capability's new tables leave the roots of chains that
 do not use them unchanged.
+
+Sealed payloads and key rotations trigger no rule: a rule runs on every node, and no
+node but a key holder could know what they hold (docs/PRIVACY.md §6). Nothing in the
+state depends on a key, so a node with keys and one without reach the same root.
 """
 from __future__ import annotations
 
@@ -35,9 +41,11 @@ from .evidence import decode_evidence, verify_evidence
 from .genesis import Genesis
 from .wire import MAX_NONCE, Command, Reading, Tx, TxKind, tx_signing_bytes
 from .contracts.onchain import CONTRACT_TABLES, ContractRuntime, apply_deploy
+from .privacy.onchain import PRIVACY_TABLES, apply_rotation, apply_sealed
 
 VERIFIED_CACHE = 4096  # signatures remembered as checked
-TABLES = ("nonce", "reading", "command", "equivocation") + CONTRACT_TABLES + governance.GOV_TABLES
+TABLES = ("nonce", "reading", "command", "equivocation") + CONTRACT_TABLES + governance.GOV_TABLES + PRIVACY_TABLES
+PRIVATE_KINDS = frozenset((TxKind.SEALED, TxKind.KEY_ROTATION))  # kinds no rule sees
 
 Key = tuple
 Value = tuple
@@ -256,7 +264,8 @@ class LedgerState:
             raise InvalidTx(f"tx kind {tx.kind} is not applicable")
         handler(self, tx, slot)
         self.set("nonce", (tx.sender,), (min(tx.nonce, MAX_NONCE),))
-        self.contracts.on_tx(tx, slot)  # rules the applied tx triggers; they never refuse it
+        if tx.kind not in PRIVATE_KINDS:
+            self.contracts.on_tx(tx, slot)  # rules the applied tx triggers; they never refuse it
 
     def begin_block(self, slot: int, previous_slot: int) -> None:
         """First step of applying a block of `slot` on a head of `previous_slot`:
@@ -327,4 +336,6 @@ TX_HANDLERS: dict[int, TxHandler] = {
     TxKind.EVIDENCE: _apply_evidence,
     TxKind.PROPOSAL: governance.apply_proposal,
     TxKind.VOTE: governance.apply_vote,
+    TxKind.SEALED: apply_sealed,
+    TxKind.KEY_ROTATION: apply_rotation,
 }

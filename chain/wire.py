@@ -21,6 +21,13 @@ Governance bodies (docs/PROTOCOL.md §14)::
     VOTE      proposer varint, nonce varint: a yes vote on the proposal of that tx
     JOIN      key 32 B, name, groups, hardware varint (Meshtastic HardwareModel number)
 
+Private payloads (docs/PRIVACY.md; checked when decoded by chain/privacy, so a malformed
+one is a malformed tx)::
+
+    SEALED        varint length, envelope: to varint, key epoch u8 (groups only), MAC and
+                  ciphertext of a sealable body (`encode_sealable`: kind u8, then the body)
+    KEY_ROTATION  varint length, a group key rotation (chain/privacy/rotation.py)
+
 Block header on air::
 
     version  u8
@@ -67,6 +74,8 @@ from construct import (
 from .crypto import HASH_LEN, PUBLIC_KEY_LEN, SIGNATURE_LEN, blake2b256, merkle_root
 from .errors import DecodeError
 from .genesis import _NAME_RE, ROLES
+from .privacy.rotation import decode_rotation
+from .privacy.sealing import decode_envelope
 
 TX_FORMAT_VERSION = 0
 BLOCK_VERSION = 1
@@ -76,6 +85,9 @@ MAX_DATA_BYTES = 160
 MAX_COMMAND_ARGS = 8
 MAX_TX_BYTES = 240
 MAX_EVIDENCE_BYTES = 400
+# A sealed payload: the largest sealable body (data: kind 1 + length 2 + MAX_DATA_BYTES)
+# sealed to any target (to <= 9, epoch 1, MAC 16): 189 B, rounded up.
+MAX_SEALED_BYTES = MAX_DATA_BYTES + 32
 MAX_BLOCK_TXS = 512
 MAX_NONCE = 2**63 - 1
 MAX_VARINT = 2**63 - 1
@@ -98,11 +110,15 @@ class TxKind(enum.IntEnum):
     PROPOSAL = 6  # a governance proposal (chain/governance.py)
     VOTE = 7  # a validator's yes vote on a proposal
     JOIN_REQUEST = 8  # a new device asks to join; signed by its own key, never applied
+    SEALED = 9  # a sealed payload (chain/privacy): only its addressing is readable without a key
+    KEY_ROTATION = 10  # a group's next key, wrapped to each of its members (chain/privacy)
 
 
 # Kinds allowed beyond one radio frame (the link layer fragments them): evidence carries
-# two full header proofs (~330 B).
-MAX_TX_BYTES_BY_KIND = {TxKind.EVIDENCE: 480}
+# two full header proofs (~330 B); a sealed tx, MAX_SEALED_BYTES with the largest head
+# (1 + 9 + 9), its length (2) and signature: 277 B; a key rotation, 36 B + 33 B per
+# recipient: 27 recipients below index 128 (docs/PRIVACY.md §4).
+MAX_TX_BYTES_BY_KIND = {TxKind.EVIDENCE: 480, TxKind.SEALED: 280, TxKind.KEY_ROTATION: 1024}
 
 
 class Sensor(enum.IntEnum):
@@ -178,6 +194,16 @@ class ContractDeploy:
 @dataclass(frozen=True)
 class EquivocationProof:
     evidence: bytes  # chain/evidence.py encoding; decoded and verified by the state handler
+
+
+@dataclass(frozen=True)
+class Sealed:
+    sealed: bytes  # chain/privacy envelope (decode_envelope); its plaintext, encode_sealable
+
+
+@dataclass(frozen=True)
+class RotateKey:
+    rotation: bytes  # chain/privacy/rotation.py encoding (decode_rotation)
 
 
 class ProposalKind(enum.IntEnum):
@@ -293,7 +319,9 @@ class JoinRequest:
     hardware: int = 0
 
 
-Body = Union[Reading, Command, Data, ContractDeploy, EquivocationProof, Proposal, Vote, JoinRequest]
+Body = Union[
+    Reading, Command, Data, ContractDeploy, EquivocationProof, Proposal, Vote, JoinRequest, Sealed, RotateKey
+]
 
 
 @dataclass(frozen=True)
@@ -325,6 +353,8 @@ _COMMAND = Struct(
 _DATA = Struct("payload" / Prefixed(VarInt, GreedyBytes))
 _CONTRACT_DEPLOY = Struct("code" / Prefixed(VarInt, GreedyBytes))
 _EVIDENCE = Struct("evidence" / Prefixed(VarInt, GreedyBytes))
+_SEALED = Struct("sealed" / Prefixed(VarInt, GreedyBytes))
+_ROTATE_KEY = Struct("rotation" / Prefixed(VarInt, GreedyBytes))
 
 _TEXT = PascalString(Int8ub, "utf8")
 _GROUPS = PrefixedArray(Int8ub, _TEXT)
@@ -400,7 +430,13 @@ TX_BODIES: dict[int, tuple[Struct, type]] = {
     TxKind.PROPOSAL: (_PROPOSAL, Proposal),
     TxKind.VOTE: (_VOTE, Vote),
     TxKind.JOIN_REQUEST: (_JOIN, JoinRequest),
+    TxKind.SEALED: (_SEALED, Sealed),
+    TxKind.KEY_ROTATION: (_ROTATE_KEY, RotateKey),
 }
+
+# What a SEALED tx may hide: the kind byte and body of one of these (`encode_sealable`).
+SEALABLE_KINDS = (TxKind.READING, TxKind.COMMAND, TxKind.DATA)
+_SEALABLE = {kind: Struct("body" / TX_BODIES[kind][0], Terminated) for kind in SEALABLE_KINDS}
 
 
 def _tx_struct(kind: int, body: Struct) -> Struct:
@@ -512,6 +548,12 @@ def _check_body(kind: int, body: Body) -> None:
             raise DecodeError("vote names a proposal out of range")
     elif isinstance(body, JoinRequest):
         _check_identity(body.key, body.name, body.groups, body.hardware)
+    elif isinstance(body, Sealed):
+        if len(body.sealed) > MAX_SEALED_BYTES:
+            raise DecodeError(f"sealed payload of {len(body.sealed)} B exceeds {MAX_SEALED_BYTES} B")
+        decode_envelope(body.sealed)
+    elif isinstance(body, RotateKey):
+        decode_rotation(body.rotation)
 
 
 def _check_identity(key: bytes, name: str, groups: tuple[str, ...], hardware: int) -> None:
@@ -555,6 +597,15 @@ def _check_action(action: ProposalAction) -> None:
             raise DecodeError(f"update chunk must be 1..{MAX_UPDATE_CHUNK} B and its digest {HASH_LEN} B")
 
 
+def _kind_of(body: Body) -> int | None:
+    return next((k for k, (_, cls) in TX_BODIES.items() if isinstance(body, cls)), None)
+
+
+def _fields(body: Body) -> dict:
+    """A body dataclass as construct build arguments (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in body.__dict__.items()}
+
+
 def encode_unsigned(kind: int, sender: int, nonce: int, body: Body) -> bytes:
     """The bytes a transaction's signature covers, after the chain id."""
     entry = _TX.get(kind)
@@ -566,8 +617,7 @@ def encode_unsigned(kind: int, sender: int, nonce: int, body: Body) -> bytes:
     elif not (0 <= sender <= MAX_VARINT and 0 < nonce <= MAX_NONCE):
         raise DecodeError("sender must be >= 0 and nonce in 1..2^63-1")
     _check_body(kind, body)
-    fields = {k: list(v) if isinstance(v, tuple) else v for k, v in body.__dict__.items()}
-    value = dict(kindver=(TX_FORMAT_VERSION << 5) | kind, sender=sender, nonce=nonce, body=fields,
+    value = dict(kindver=(TX_FORMAT_VERSION << 5) | kind, sender=sender, nonce=nonce, body=_fields(body),
                  signature=bytes(SIGNATURE_LEN))
     unsigned = _build("tx", entry[1], value)[:-SIGNATURE_LEN]
     limit = MAX_TX_BYTES_BY_KIND.get(kind, MAX_TX_BYTES)
@@ -582,7 +632,7 @@ def tx_signing_bytes(chain_id: bytes, unsigned: bytes) -> bytes:
 
 def sign_tx(identity, chain_id: bytes, sender: int, nonce: int, body: Body) -> Tx:
     """Build and sign a transaction; the kind follows from the body's type."""
-    kind = next((k for k, (_, cls) in TX_BODIES.items() if isinstance(body, cls)), None)
+    kind = _kind_of(body)
     unsigned = encode_unsigned(kind, sender, nonce, body)  # refuses a body of no known kind
     signature = identity.sign(tx_signing_bytes(chain_id, unsigned))
     return Tx(kind, sender, nonce, body, signature, unsigned + signature)
@@ -629,6 +679,27 @@ def decode_tx(raw: bytes) -> Tx:
 
 def tx_id(raw: bytes) -> bytes:
     return blake2b256(raw)
+
+
+def encode_sealable(body: Body) -> bytes:
+    """The plaintext a SEALED tx carries for `body` (a reading, command or data): its kind
+    byte (format version 0, as a tx's) and its body, as a tx of that kind would hold them."""
+    kind = _kind_of(body)
+    if kind not in SEALABLE_KINDS:
+        raise DecodeError(f"a {type(body).__name__} body cannot be sealed; sealable: reading, command, data")
+    _check_body(kind, body)
+    return bytes([kind]) + _build("sealed body", _SEALABLE[kind], {"body": _fields(body)})
+
+
+def decode_sealable(raw: bytes) -> Body:
+    """The body an opened sealed payload holds, fully checked, or DecodeError."""
+    raw = bytes(raw)
+    if not raw or raw[0] not in SEALABLE_KINDS:
+        raise DecodeError(f"sealed body of kind {raw[0] if raw else None} is not a reading, command or data")
+    kind = raw[0]
+    body = TX_BODIES[kind][1](**_values(_decode("sealed body", _SEALABLE[kind], raw[1:]).body))
+    _check_body(kind, body)
+    return body
 
 
 # --- blocks --------------------------------------------------------------------------

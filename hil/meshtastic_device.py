@@ -41,19 +41,26 @@ MeshService.cpp, Router.cpp, ReliableRouter.cpp, modules/NodeInfoModule.cpp):
   user is unknown is answered with ours, asking for theirs; never more often than once
   in 5 min. Boards do not boot in the same millisecond: each starts 0..2 s late.
 - Admin to this node: getters and setters as hil/meshtastic_settings.py describes.
-  A new owner is announced with a NodeInfo broadcast; a new hop limit or preset takes
-  effect at once (a preset other than the rig's puts the board on another channel: it
-  hears none of the rig's air and its packets reach nobody); `reboot_seconds` reboots
-  the board after that delay: the host connection, TX queue, retransmissions and
-  toPhone queue are lost, settings and node DB kept (they live in flash), the NodeInfo
-  timer starts again. The serial port itself stays (a board with a USB-UART bridge; a
-  board with native USB would drop the port, which needs the rig's help).
+  A new owner is announced with a NodeInfo broadcast; a new hop limit takes effect at
+  once, and a new region, preset, LoRa setting or primary channel name retunes the
+  radio at once (`Tune`: another frequency slot or modulation, where it hears and
+  reaches only boards tuned alike; region UNSET: neither). What the firmware saves is
+  handed to the rig as flash files (`Persist`): each admin change, a node's new user
+  (not within a minute of boot or of the last such save, as NodeDB::updateUser), and
+  everything at a shutdown. A board boots from its `RadioSetup.flash`: settings and node
+  DB as saved, RAM (host connection, TX queue, retransmissions, toPhone queue) empty.
+- `reboot_seconds` N (the CLI's `--reboot` sends 10): the board runs N s more, then
+  resets (`Reboot`): its port disappears, as the USB CDC port of a board with native
+  USB (ESP32-S3, nRF52840) does, for `BOOT_S`, and the rig boots a new device from the
+  flash on the same path. `shutdown_seconds` N: it saves everything and turns off
+  (`Shutdown`) until powered again. A negative N cancels a pending one, as firmware.
 - While no host is connected, packets for it wait in a 32-deep toPhone queue; when it
   is full a text message pushes out the oldest, anything else is dropped (counted).
 
 Not modelled: PKI encryption of direct messages, next-hop routing (direct messages
 are flooded), position and telemetry broadcasts, the rate limits on text and position
-packets from the host, region duty-cycle refusals, settings that outlive the object.
+packets from the host, region duty-cycle refusals, the serial log a booting board
+prints, a board with a USB-UART bridge (its port stays through a reboot).
 """
 from __future__ import annotations
 
@@ -67,11 +74,11 @@ from meshtastic.protobuf import admin_pb2, config_pb2, mesh_pb2, module_config_p
 
 from blockiot.hil.sim.flooding import BROADCAST, HOP_MAX, FloodRouter, MeshPacket, MeshPacketError, slot_time
 from blockiot.hil.sim.medium import Delivery
-from blockiot.hil.meshtastic_settings import AdminResult, Settings
-from blockiot.hil.personality import Action, RadioSetup, ToHost, Transmit
+from blockiot.hil.meshtastic_settings import AdminResult, Segment, Settings
+from blockiot.hil.personality import Action, Persist, RadioSetup, Reboot, Shutdown, ToHost, Transmit, Tune
 from blockiot.hil.reliable import Retransmissions
 from blockiot.hil.txqueue import MAX_TX_QUEUE, TxQueue
-from blockiot.radio.airtime import MAX_LORA_PAYLOAD, MESHTASTIC_HEADER_LEN, preset, time_on_air
+from blockiot.radio.airtime import MAX_LORA_PAYLOAD, MESHTASTIC_HEADER_LEN, time_on_air
 from blockiot.radio.streamframe import Noise, StreamFramer
 
 # Node numbers: 0xB10C0000 + radio id, so "!b10c0001" is radio 1 in every run.
@@ -85,7 +92,6 @@ ONLY_CONFIG_NONCE = 69420  # firmware SPECIAL_NONCE_ONLY_CONFIG (the library's N
 ONLY_NODES_NONCE = 69421  # firmware SPECIAL_NONCE_ONLY_NODES
 DEFAULT_HOP_LIMIT = 3
 HOP_RELIABLE = 3  # firmware: a hop limit above HOP_MAX becomes this
-DEFAULT_REGION = "EU_868"
 MIN_APP_VERSION = 30200
 PIO_ENV = "blockiot-virtual"
 BITFIELD_OK_TO_MQTT_SHIFT = 0  # firmware Router::perhapsEncode
@@ -97,6 +103,8 @@ REPORTED_SNR_MAX_DB = 12.0
 NODE_INFO_FIRST_S = 30.0  # MESHMODULE_MIN_BROADCAST_DELAY_MS
 NODE_INFO_MIN_GAP_S = 5 * 60  # NodeInfoModule::allocReply: not again within 5 min
 BOOT_JITTER_S = 2.0
+BOOT_S = 3.0  # reset until the USB CDC port is back: ESP32-S3 and nRF52840 boards take 2-4 s
+NODE_DB_SAVE_GAP_S = 60.0  # NodeDB::updateUser: not saved again within a minute (of boot, too)
 
 _PORT = portnums_pb2.PortNum
 _ROUTING = mesh_pb2.Routing.Error
@@ -160,47 +168,48 @@ class MeshtasticDevice:
     """One virtual Meshtastic node behind a serial port."""
 
     name = "meshtastic"
+    boot_s = BOOT_S  # how long a reboot keeps its port away
 
-    def __init__(self, setup: RadioSetup, *, hop_limit: int = DEFAULT_HOP_LIMIT, region: str = DEFAULT_REGION) -> None:
+    def __init__(self, setup: RadioSetup, *, hop_limit: int = DEFAULT_HOP_LIMIT) -> None:
+        """Boot at medium time `setup.booted_at` with RAM empty and the settings and node DB of `setup.flash`.
+
+        The boot takes 0..2 s more, then the first NodeInfo goes 30 s later.
+        """
         if not 0 <= hop_limit <= HOP_MAX:
             raise ValueError(f"hop_limit must be 0..{HOP_MAX}, got {hop_limit}")
         self.setup = setup
         self.node_num = node_num(setup.radio_id)
-        self.params = preset(setup.preset)  # the rig's channel; the medium times every packet with it
-        self._slot = slot_time(self.params)
-        self._rng = random.Random(f"meshtastic-device:{setup.seed}:{setup.radio_id}")
-        self._tx_rng = random.Random(f"meshtastic-tx:{setup.seed}:{setup.radio_id}")
-        self._flood_rng = random.Random(f"meshtastic-flood:{setup.seed}:{setup.radio_id}")
+        now = setup.booted_at
+        # Randomness is drawn afresh per boot, the same in every run.
+        boot = f"{setup.seed}:{setup.radio_id}:{now}"
+        self._rng = random.Random(f"meshtastic-device:{boot}")
         self._framer = StreamFramer.meshtastic()
         self.settings = Settings(
-            node_id=node_id(self.node_num),
+            node_num=self.node_num,
             long_name=f"BlockIoT virtual {setup.radio_id}",
             short_name=f"{self.node_num & 0xFFFF:04x}",
             preset=setup.preset,
             hop_limit=hop_limit,
-            region=region,
+            region=setup.region,
             passkey=self._rng.randbytes(SESSION_PASSKEY_LEN),
         )
-        self._on_rig_channel = True  # the board's preset is the rig's
-        self._nodes: OrderedDict[int, mesh_pb2.NodeInfo] = OrderedDict()  # the node DB, kept in flash
-        self._from_radio_seq = 0
-        self._stats = DeviceStats()
-        self._boot(0.0)
-
-    def _boot(self, now: float) -> None:
-        """Start (or restart) with empty RAM: radio queues, host connection, NodeInfo timing.
-
-        A boot takes 0..2 s, then the first NodeInfo goes 30 s later.
-        """
-        self._txq = TxQueue(slot=self._slot, rng=self._tx_rng, priority=_relay_priority)
+        # The node DB, kept in flash; least recently heard first.
+        self._nodes = OrderedDict((info.num, info) for info in self.settings.restore(setup.flash))
+        self.channel = self.settings.apply_modem_config()
+        self.params = self.settings.modulation
+        slot = slot_time(self.params)
+        self._txq = TxQueue(slot=slot, rng=random.Random(f"meshtastic-tx:{boot}"), priority=_relay_priority)
         self._router = FloodRouter(
             self.node_num,
             params=self.params,
-            rng=self._flood_rng,
+            rng=random.Random(f"meshtastic-flood:{boot}"),
             hop_limit=self.settings.config.lora.hop_limit,
             relays=self._txq,
         )
-        self._retx = Retransmissions(self._slot)
+        self._retx = Retransmissions(slot)
+        self._from_radio_seq = 0
+        self._stats = DeviceStats()
+        self._tune = True  # the radio must be tuned: at boot, and after a LoRa change
         self._connected = False  # a host downloaded the config and has not disconnected
         self._to_phone: deque[mesh_pb2.MeshPacket] = deque()  # packets waiting for a host
         self._recent_ids: deque[int] = deque(maxlen=RECENT_TO_RADIO_IDS)
@@ -208,6 +217,8 @@ class MeshtasticDevice:
         self._tx_end: float | None = None  # a transmission whose end the TX timer must hear of
         self._status_free = 0  # firmware lastQueueStatus.free, {0, 0, 16, 0} at boot
         self._reboot_at: float | None = None
+        self._shutdown_at: float | None = None
+        self._nodes_saved_at = now  # NodeDB lastNodeDbSave: millis() at boot
         self._node_info_at = now + NODE_INFO_FIRST_S + self._rng.uniform(0.0, BOOT_JITTER_S)
         self._node_info_sent: float | None = None  # NodeInfoModule lastSentToMesh
         self._node_info_id = 0  # its last packet, cancelled if still queued when the next is sent
@@ -232,8 +243,6 @@ class MeshtasticDevice:
         return actions
 
     def from_air(self, delivery: Delivery, now: float) -> list[Action]:
-        if not self._on_rig_channel:
-            return []  # tuned elsewhere: the rig's air is not heard
         self._txq.wake(now)  # a reception ended: RadioLibInterface ISR_RX -> setTransmitDelay
         try:
             packet = MeshPacket.from_bytes(delivery.packet)
@@ -258,7 +267,10 @@ class MeshtasticDevice:
         except DecodeError:
             self._stats.malformed_from_air += 1
             return actions
-        knew_user = self._heard(packet, data, channel, snr, now)
+        knew_user, user_changed = self._heard(packet, data, channel, snr, now)
+        if user_changed and now - self._nodes_saved_at >= NODE_DB_SAVE_GAP_S:
+            actions += self._save(Segment.NODE_DATABASE)  # NodeDB::updateUser
+            self._nodes_saved_at = now
         if packet.to not in (BROADCAST, self.node_num):
             if data.request_id:  # an answer to someone else's direct message: stop relaying that
                 self._router.cancel_relay((packet.to, data.request_id))
@@ -291,8 +303,13 @@ class MeshtasticDevice:
 
     def poll(self, now: float) -> list[Action]:
         if self._reboot_at is not None and now >= self._reboot_at:
-            self._boot(now)  # AdminModule reboot: settings and node DB are in flash, the rest is gone
+            return [Reboot(self.boot_s)]  # Power::reboot: what is not in flash is gone
+        if self._shutdown_at is not None and now >= self._shutdown_at:
+            return self._save(Segment.ALL) + [Shutdown()]  # Power::shutdown saves everything first
         actions: list[Action] = []
+        if self._tune:
+            self._tune = False
+            actions.append(Tune(self.channel))
         if self._tx_end is not None and now >= self._tx_end:
             self._txq.wake(self._tx_end)  # ISR_TX -> setTransmitDelay
             self._tx_end = None
@@ -317,8 +334,9 @@ class MeshtasticDevice:
             self._retx.next_deadline(),
             self._node_info_at,
             self._reboot_at,
+            self._shutdown_at,
         ]
-        if self._status_free == 0 and self._txq.free != 0:
+        if self._tune or (self._status_free == 0 and self._txq.free != 0):
             deadlines.append(0.0)
         return min((d for d in deadlines if d is not None), default=None)
 
@@ -508,29 +526,47 @@ class MeshtasticDevice:
         except DecodeError:
             return self._routing_reply(packet_id, _ROUTING.BAD_REQUEST)
         result = self.settings.admin(request)
-        self._apply_admin(result, now)
+        saved = self._apply_admin(result, now)
         if result.response is None:
-            return self._routing_reply(packet_id, result.error)
+            return self._routing_reply(packet_id, result.error) + saved
         reply = self._local_packet(_PORT.ADMIN_APP, result.response.SerializeToString(), packet_id)
         reply.channel = packet.channel
-        return self._for_host(reply)
+        return self._for_host(reply) + saved
 
-    def _apply_admin(self, result: AdminResult, now: float) -> None:
+    def _apply_admin(self, result: AdminResult, now: float) -> list[Action]:
+        """Carry out what an admin message changed; the flash files it wrote."""
+        saved = result.saved
         if result.lora_changed:
-            lora = self.settings.config.lora
-            self._router.hop_limit = min(lora.hop_limit, HOP_MAX)
-            name = self.settings.preset_name
-            self._on_rig_channel = name is not None and preset(name) == self.params
+            self._router.hop_limit = min(self.settings.config.lora.hop_limit, HOP_MAX)
+            self._retune()
         if result.owner_changed and not self.settings.editing:
             self._send_node_info(now, want_response=False)  # MeshService::reloadOwner
         if result.forget_node is not None:
             self._nodes.pop(result.forget_node, None)
         if result.node_flag is not None:
             num, flag, value = result.node_flag
-            if num in self._nodes:
+            if num in self._nodes and getattr(self._nodes[num], flag) != value:
                 setattr(self._nodes[num], flag, value)
-        if result.reboot_in is not None:
-            self._reboot_at = now + result.reboot_in
+                saved |= Segment.NODE_DATABASE
+        if result.reboot_in is not None:  # Power: rebootAtMsec = 0 (none) for a negative delay
+            self._reboot_at = now + result.reboot_in if result.reboot_in >= 0 else None
+        if result.shutdown_in is not None:
+            self._shutdown_at = now + result.shutdown_in if result.shutdown_in >= 0 else None
+        return self._save(saved)
+
+    def _retune(self) -> None:
+        """RadioInterface::reconfigure: new frequency, modulation and slot time, at once."""
+        channel = self.settings.apply_modem_config()
+        self._tune |= channel != self.channel
+        self.channel = channel
+        self.params = self.settings.modulation
+        self._txq.slot = self._router.slot = self._retx.slot = slot_time(self.params)
+
+    def _save(self, segments: Segment) -> list[Action]:
+        """NodeDB::saveToDisk of `segments`, as flash files for the rig to keep."""
+        if not segments:
+            return []
+        return [Persist(self.settings.flash_files(segments, self._nodes.values()))]
 
     # -- building FromRadio -------------------------------------------------------------
 
@@ -600,12 +636,16 @@ class MeshtasticDevice:
     def _transmit(self, packet: MeshPacket, now: float) -> list[Action]:
         self._busy_until = self._tx_end = now + self._airtime(packet)
         self._stats.transmitted += 1
-        return [Transmit(packet.to_bytes())] if self._on_rig_channel else []
+        return [Transmit(packet.to_bytes())]
 
-    def _heard(self, packet: MeshPacket, data: mesh_pb2.Data, channel: int, snr: float, now: float) -> bool:
-        """NodeDB::updateFrom (and NodeInfoModule for a user); whether the sender's user was known before."""
+    def _heard(
+        self, packet: MeshPacket, data: mesh_pb2.Data, channel: int, snr: float, now: float
+    ) -> tuple[bool, bool]:
+        """NodeDB::updateFrom (and NodeInfoModule for a user): whether the sender's user was known
+        before, and whether this packet changed it."""
         info = self._nodes.pop(packet.origin, None) or mesh_pb2.NodeInfo(num=packet.origin)
         knew_user = info.HasField("user")
+        user_before = info.user.SerializeToString() if knew_user else None
         info.last_heard = self._clock(now)
         info.snr = snr
         info.channel = channel
@@ -620,7 +660,7 @@ class MeshtasticDevice:
         self._nodes[packet.origin] = info
         if len(self._nodes) > MAX_NODES:
             self._nodes.popitem(last=False)
-        return knew_user
+        return knew_user, info.HasField("user") and info.user.SerializeToString() != user_before
 
     # -- helpers ------------------------------------------------------------------------
 

@@ -31,8 +31,9 @@ transmission are stored but not acted on; the UART baud rate is not enforced on 
 pty; the idle timeout that ends a packet is not published by Ebyte (ours is a
 parameter); the module's real on-air header is not documented, so ours is an
 8-byte stand-in of the measured length carrying channel, NETID and address.
-On a rig, a packet's time on air is the medium's (one modulation for the whole
-rig, `RadioSetup.preset`), not the one REG0's air rate would give.
+On a rig, a packet's time on air is the medium's (the modulation of the radio's
+`RadioSetup.preset`, shared with the rig's other radios of that preset), not the one
+REG0's air rate would give.
 """
 from __future__ import annotations
 

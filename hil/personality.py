@@ -1,21 +1,35 @@
 """The firmware side of a virtual radio, sans-IO: what a personality is and what it may do.
 
 A personality is the firmware of one virtual radio (a Meshtastic device, a UART
-modem). It never touches a port, a clock or the medium: bytes the host wrote to the
-serial port and packets the medium delivered come in with `now` (medium time, float
-seconds, never decreasing); `ToHost` and `Transmit` actions come out. The rig
-(hil/rig.py) runs the IO: it writes `ToHost` bytes to the radio's pty and puts
-`Transmit` packets on the medium, and calls `poll` when `next_deadline` comes.
+modem). It never touches a port, a clock, a file or the medium: bytes the host wrote to
+the serial port and packets the medium delivered come in with `now` (medium time, float
+seconds, never decreasing); actions come out, and the rig (hil/rig.py) carries them out:
+
+- `ToHost`: bytes written to the radio's pty; `Transmit`: a packet put on the air.
+- `Tune`: the radio now listens and sends on an `AirChannel` (frequency and modulation);
+  it hears, and is heard by, only radios tuned to the same one. A personality that never
+  tunes stays on the rig's channel.
+- `Persist`: the firmware wrote files to its flash; the rig keeps them (in memory, and in
+  its state directory if it has one) and hands the whole flash back in `RadioSetup.flash`
+  at the next boot.
+- `Reboot`: the board resets. Its serial port disappears (a board whose USB is the MCU's
+  own, as ESP32-S3 and nRF52840 boards are, loses its USB CDC port with the MCU) and it
+  leaves the air; after `boot_s` it comes back on the same path, booted afresh from its
+  flash. `Shutdown`: the same, but it stays off until powered again (`VirtualRig.replug`).
+  The object that returned either is done: the rig drops it.
+
+The rig calls `poll` when `next_deadline` comes (and right after a boot).
 
 A personality is built by a factory from a `RadioSetup`; `VirtualRig` keeps the
 factories in `PERSONALITIES` (hil/rig.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Protocol, Union
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Protocol, Union
 
 from blockiot.hil.sim.medium import Delivery
+from blockiot.radio.airtime import LoRaParams
 
 
 @dataclass(frozen=True)
@@ -32,7 +46,47 @@ class Transmit:
     packet: bytes
 
 
-Action = Union[ToHost, Transmit]
+@dataclass(frozen=True)
+class AirChannel:
+    """Where a radio's modem listens and sends: a centre frequency (Hz) and a modulation.
+
+    Radios hear each other only on the same channel. Not modelled: two radios on one
+    frequency, spreading factor and bandwidth but different coding rates would decode
+    each other (the explicit header carries the rate); signals of another spreading
+    factor or an overlapping frequency do not interfere.
+    """
+
+    frequency_hz: int
+    modulation: LoRaParams
+
+
+@dataclass(frozen=True)
+class Tune:
+    """The radio now listens and sends on `channel`; None: it neither listens nor sends."""
+
+    channel: AirChannel | None
+
+
+@dataclass(frozen=True)
+class Persist:
+    """Flash files the firmware wrote: path -> contents (the other files are unchanged)."""
+
+    files: Mapping[str, bytes]
+
+
+@dataclass(frozen=True)
+class Reboot:
+    """The board resets now; its port and radio are back after `boot_s` seconds."""
+
+    boot_s: float
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """The board turns itself off now; it stays off until powered again."""
+
+
+Action = Union[ToHost, Transmit, Tune, Persist, Reboot, Shutdown]
 
 
 def _never_busy(now: float) -> bool:
@@ -45,12 +99,15 @@ class RadioSetup:
 
     `radio_id`: the radio's id on the medium (0, 1, ... in a rig); personalities derive
     their addresses from it, so they are the same in every run.
-    `preset`: the Meshtastic modem preset of the shared channel (any spelling
-    `blockiot.radio.airtime.preset` accepts).
+    `preset`, `region`: the Meshtastic modem preset (any spelling
+    `blockiot.radio.airtime.preset` accepts) and region a factory-new board starts
+    with; a board whose flash says otherwise follows its flash.
     `seed`: seeds the personality's own randomness (packet ids, backoffs).
     `epoch`: wall-clock (Unix) seconds at medium time 0, for timestamps the device shows.
     `carrier_sense(now)`: channel activity detection at this radio (the medium's view:
-    it is transmitting or hears a signal); a pure query, never IO.
+    it is transmitting or hears a signal on its channel); a pure query, never IO.
+    `flash`: the files the board's firmware persisted before (empty: factory new).
+    `booted_at`: the medium time at which it boots (0 for a rig's first boot).
     """
 
     radio_id: int
@@ -58,6 +115,9 @@ class RadioSetup:
     seed: int = 0
     epoch: float = 0.0
     carrier_sense: Callable[[float], bool] = _never_busy
+    region: str = "EU_868"
+    flash: Mapping[str, bytes] = field(default_factory=dict)
+    booted_at: float = 0.0
 
 
 class Personality(Protocol):

@@ -17,12 +17,16 @@ Marker options: `@pytest.mark.hil(radios=3, loss=0.2, seed=7, budget=lambda: Dut
 for virtual-only controls (unplug, loss) and skips on hardware, saying why.
 Each fixture hands opened `RadioPort`s (radio/port.py); everything is closed after
 the test.
+
+A verdict must not depend on how busy the machine is: `cpu_hog` runs a test beside busy
+loops on every core (hil/testbench.py `CpuHog`), and `--hil-cpu-hog` runs every HIL
+test so.
 """
 from __future__ import annotations
 
 import pytest
 
-from blockiot.hil.testbench import DEFAULT_TIME_SCALE, HilBench, RadioKind, hil_kinds, open_bench, skip_reason
+from blockiot.hil.testbench import DEFAULT_TIME_SCALE, CpuHog, HilBench, RadioKind, hil_kinds, open_bench, skip_reason
 
 DEFAULT_RADIOS = 2
 HARDWARE_TIMEOUT_S = 1800     # per test on real radios (a 4 KiB message on LongSlow takes minutes)
@@ -42,6 +46,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--hil-time-scale", action="store", type=float, default=DEFAULT_TIME_SCALE,
         help=f"wall seconds per simulated second on virtual rigs (default {DEFAULT_TIME_SCALE})",
+    )
+    group.addoption(
+        "--hil-cpu-hog", action="store_true",
+        help="run every HIL test beside busy loops on every core, as on a loaded CI machine",
     )
 
 
@@ -92,11 +100,20 @@ def hil_bench(request: pytest.FixtureRequest, hil_kind: RadioKind):
     if options.get("loss") and not hil_kind.virtual:
         pytest.skip(f"{hil_kind.name}: packet loss can only be set on a virtual rig")
     time_scale = request.config.getoption("--hil-time-scale")
+    if request.config.getoption("--hil-cpu-hog"):
+        request.getfixturevalue("cpu_hog")
     bench = open_bench(hil_kind, count, time_scale=time_scale, **options)
     try:
         yield bench
     finally:
         bench.close()
+
+
+@pytest.fixture
+def cpu_hog():
+    """Every core busy in other processes for the test's duration."""
+    with CpuHog() as hog:
+        yield hog
 
 
 @pytest.fixture

@@ -1,9 +1,15 @@
 """HIL benches without pytest: which radio kinds `--hil` selects, why a kind cannot run a
 test, and opening N `RadioPort`s on a virtual rig or on mapped hardware. The pytest plugin
 (hil/plugin.py) and `blockiot bench radio` both build their benches here.
+
+`CpuHog` keeps every core busy from other processes, as the neighbours of a CI job do:
+a virtual rig runs in scaled wall time, so a host that is slow to serve its ports lets
+more simulated time pass, and a test whose verdict changes beside a hog depends on the
+machine, not on the radios.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from dataclasses import dataclass, field
@@ -11,7 +17,10 @@ from typing import Any
 
 from blockiot.hil.hardware_map import PERSONALITY_NAMES, HardwareRadio, load_hardware_map
 
-DEFAULT_TIME_SCALE = 0.02     # wall seconds per simulated second on virtual rigs
+# Wall seconds per simulated second on virtual rigs. A host that takes d wall seconds takes
+# d / scale simulated ones (the meshtastic library's 0.1 s pause after each write is 5 s at
+# 0.02), so HIL tests serve every port at once and act on events of the air, not on delays.
+DEFAULT_TIME_SCALE = 0.02
 WALL_POLL_S = 0.002           # how often an idle port is read, in wall seconds
 _PLUG_IN = {
     "meshtastic": "a Meshtastic board (Heltec V3, RAK4631, T-Beam ...) on USB",
@@ -45,6 +54,46 @@ class HilBench:
             port.close()
         if self.rig is not None:
             self.rig.close()
+
+
+class CpuHog:
+    """Busy loops in `processes` other processes (default: one per core) while open; open
+    returns once every one of them spins."""
+
+    def __init__(self, processes: int | None = None) -> None:
+        self.processes = processes or os.cpu_count() or 1
+        self._context = multiprocessing.get_context("spawn")  # no fork of a process running rig threads
+        self._stop = self._context.Event()
+        self._spinning = self._context.Semaphore(0)
+        self._workers: list[Any] = []
+
+    @property
+    def running(self) -> bool:
+        return bool(self._workers) and all(worker.is_alive() for worker in self._workers)
+
+    def __enter__(self) -> CpuHog:
+        self._workers = [self._context.Process(target=_spin, args=(self._stop, self._spinning), daemon=True)
+                         for _ in range(self.processes)]
+        for worker in self._workers:
+            worker.start()
+        for _ in self._workers:
+            self._spinning.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(timeout=5.0)
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+
+
+def _spin(stop: Any, spinning: Any) -> None:
+    spinning.release()
+    while not stop.is_set():
+        for _ in range(100_000):
+            pass
 
 
 def hil_kinds(option: str) -> tuple[RadioKind, ...]:

@@ -12,6 +12,9 @@ Pure: no clock, no IO, no randomness reached for. Key types redact secrets in `r
 - `keychain`: `Keychain`, a node's device key and keyrings, `open` for any envelope
 - `errors`: `PrivacyError`, `DecryptError` (`TamperedCiphertext`, `WrongEpoch`,
   `NotRecipient`), `PrivacyDecodeError`
+- `onchain`: what every node checks without keys (SEALED, KEY_ROTATION), groups, key
+  epochs and the rotator; `holder`: a key holder's sealing, rotating and opening. Both
+  import `chain.wire`, which imports this package: import them by their module path.
 """
 from .errors import DecryptError, NotRecipient, PrivacyDecodeError, PrivacyError, TamperedCiphertext, WrongEpoch
 from .keychain import Keychain

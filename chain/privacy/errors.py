@@ -21,20 +21,29 @@ class PrivacyDecodeError(PrivacyError, DecodeError):
 
 
 class DecryptError(PrivacyError):
-    """A well-formed sealed payload that this node cannot open; nothing from it applies."""
+    """A well-formed sealed payload that this node cannot open; nothing from it applies.
+    Each subclass names why in `reason`, a stable code for events and counters."""
+
+    reason: str
 
 
 class TamperedCiphertext(DecryptError):
     """Authentication failed: the bytes were altered, or sealed under another key."""
+
+    reason = "tampered"
 
 
 class WrongEpoch(DecryptError):
     """Sealed under a group key epoch this node does not hold (missed a rotation, was
     removed from the group, or the epoch has aged out of its keyring)."""
 
+    reason = "wrong-epoch"
+
 
 class NotRecipient(DecryptError):
     """Sealed to another device or group, or a key rotation that leaves this node out."""
+
+    reason = "not-recipient"
 
 
 _CODEC_ERRORS = (ConstructError, ValueError, OverflowError, TypeError)

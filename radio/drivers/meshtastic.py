@@ -268,6 +268,12 @@ class MeshtasticDriver:
 
     # -- extras -------------------------------------------------------------------------
 
+    def reboot(self, seconds: int) -> None:
+        """Ask the device to reboot in `seconds` (what `meshtastic --reboot` sends); its port
+        goes away for the boot, and the next send or receive says so."""
+        iface = self._connected_interface()
+        self._to_device(lambda: iface.localNode.reboot(seconds))
+
     @property
     def node_num(self) -> int | None:
         """This device's node number, known once opened."""
@@ -351,9 +357,15 @@ class MeshtasticDriver:
         """Run a library call that writes to the device; a failed write means the device is gone."""
         try:
             return write()
-        except (serial.SerialException, OSError, MeshInterface.MeshInterfaceError) as exc:
+        except (serial.SerialException, OSError, termios.error, MeshInterface.MeshInterfaceError) as exc:
             self._mark_lost()
             raise RadioUnavailable(f"{self.name}: device lost while sending ({exc})") from exc
+        except AttributeError as exc:
+            if self._iface is not None and getattr(self._iface, "stream", True) is not None:
+                raise  # our bug, not the device's
+            # The library's reader thread dropped the stream (the port hung up) mid-write.
+            self._mark_lost()
+            raise RadioUnavailable(f"{self.name}: device lost while sending (port closed)") from exc
 
     def _wait_for_status(self, iface: MeshInterface, packet_id: int, deadline: float) -> int:
         """The QueueStatus.res the device answered for `packet_id`."""

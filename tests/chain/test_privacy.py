@@ -43,7 +43,7 @@ from blockiot.chain.privacy import (
     seal_to_device,
     x25519_public_key,
 )
-from blockiot.chain.wire import TX_BODIES, Data, Reading, Sensor, TxKind, sign_tx
+from blockiot.chain.wire import TX_BODIES, Reading, Sealed, Sensor, TxKind, encode_sealable, sign_tx
 from blockiot.radio.linkframe import SINGLE_HEADER_LEN, SingleFrame, encode
 
 SEEDS = tuple(bytes([i + 1]) * 32 for i in range(4))  # members 0..3
@@ -349,6 +349,7 @@ def test_known_answer_vectors(devices, ids):
     nonce = derive_nonce(ORIGIN, Purpose.GROUP)
     assert nonce.hex() == "031207f8696517993c64e48528f6f4949dea6c9b822f2847"
     assert SOIL_PLAIN.hex() == "0101be04"  # READING, sensor 1, zigzag(287) = 574 as a varint
+    assert encode_sealable(SOIL) == SOIL_PLAIN  # what a SEALED tx hides
 
     key = GroupKey(0, 7, SECRET)
     assert key.commitment().hex() == "6392f09e223b3009818887cd2bb47136ecfdcb2fbb650d0a18d3a50d2033ccad"
@@ -405,11 +406,10 @@ def test_reprs_redact_key_material(devices, ids):
 
 @pytest.mark.parametrize("sender, nonce, expected", [(2, 1000, 93), (2, 100, 92), (200, 50_000, 95)])
 def test_encrypted_soil_reading_on_air_fits_96_bytes(devices, ids, sender, nonce, expected):
-    """A moisture reading sealed to the cluster, carried in a signed tx as `sign_tx` makes one
-    today (a DATA body holds the sealed bytes, as a sealed tx kind would), in one link frame."""
+    """A moisture reading sealed to the cluster, carried in a signed SEALED tx, in one link frame."""
     chains = keychains(devices, ids, range(4))
     sealed = chains[2].keyring(0).seal(TxOrigin(CHAIN_ID, sender, nonce), SOIL_PLAIN)
-    tx = sign_tx(ids[2], CHAIN_ID, sender, nonce, Data(sealed))
+    tx = sign_tx(ids[2], CHAIN_ID, sender, nonce, Sealed(sealed))
     on_air = encode(SingleFrame(1, tx.raw))
     breakdown = {
         "link header": SINGLE_HEADER_LEN,

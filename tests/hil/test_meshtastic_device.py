@@ -17,6 +17,8 @@ from blockiot.hil.sim.medium import Delivery
 from blockiot.hil.sim.medium import LinkGraph, Medium
 from blockiot.hil.meshtastic_device import (
     BOOT_JITTER_S,
+    BOOT_S,
+    NODE_DB_SAVE_GAP_S,
     NODE_INFO_FIRST_S,
     ONLY_CONFIG_NONCE,
     ONLY_NODES_NONCE,
@@ -28,10 +30,16 @@ from blockiot.hil.meshtastic_device import (
     node_num,
     reported_snr,
 )
-from blockiot.hil.meshtastic_settings import channel_hash
-from blockiot.hil.personality import RadioSetup, ToHost, Transmit
+from blockiot.hil.meshtastic_settings import DEVICE_STATE_FILE, NODES_FILE, channel_hash
+from blockiot.hil.personality import AirChannel, Persist, RadioSetup, Reboot, Shutdown, ToHost, Transmit, Tune
 from blockiot.hil.rig import VirtualRig
-from blockiot.radio.airtime import canonical_preset_name, meshtastic_max_payload, meshtastic_packet_len, preset
+from blockiot.radio.airtime import (
+    canonical_preset_name,
+    meshtastic_max_payload,
+    meshtastic_packet_len,
+    preset,
+    time_on_air,
+)
 from blockiot.radio.streamframe import StreamFramer
 
 pytestmark = pytest.mark.timeout(60)
@@ -477,13 +485,23 @@ def test_a_repeated_direct_message_is_acknowledged_again():
         assert ack.to == node_num(0) and mesh_pb2.Data.FromString(ack.payload).request_id == 55
 
 
-def admin_request(dev: MeshtasticDevice, packet_id: int, **request) -> mesh_pb2.MeshPacket:
+def admin_request(dev: MeshtasticDevice, packet_id: int, flash: dict | None = None, now: float = 0.0,
+                  **request) -> mesh_pb2.MeshPacket:
+    """The answer to an admin request; the flash files it wrote are added to `flash` if given."""
     admin = admin_pb2.AdminMessage(**request)
     mesh = packet(to=dev.node_num, portnum=PORT.ADMIN_APP, payload=admin.SerializeToString(), id=packet_id)
-    messages = from_radio(dev.from_host(to_radio(packet=mesh), 0.0))
+    actions = dev.from_host(to_radio(packet=mesh), now)
+    messages = from_radio(actions)
     assert variants(messages) == ["queueStatus", "packet"]
     assert messages[1].packet.decoded.request_id == packet_id
+    keep_flash(actions, flash)
     return messages[1].packet
+
+
+def keep_flash(actions, flash: dict | None) -> None:
+    for action in actions:
+        if isinstance(action, Persist) and flash is not None:
+            flash.update(action.files)
 
 
 def test_admin_getters_answer_with_the_device_config():
@@ -513,33 +531,83 @@ def test_admin_setters_are_acknowledged_and_take_effect():
 
 def test_hop_limit_and_preset_set_by_admin_take_effect():
     dev = connected(0)
-    lora = config_pb2.Config.LoRaConfig(use_preset=True, modem_preset=config_pb2.Config.LoRaConfig.LONG_FAST, hop_limit=5)
-    admin_request(dev, 1, set_config=config_pb2.Config(lora=lora))
+    assert dev.poll(0.0)[0] == Tune(AirChannel(869_525_000, preset("LongFast")))  # tuned at boot
+    lora = config_pb2.Config.LoRaConfig(use_preset=True, modem_preset=config_pb2.Config.LoRaConfig.LONG_FAST, hop_limit=5,
+                                        region=config_pb2.Config.LoRaConfig.EU_868)
+    admin_request(dev, 1, flash={}, set_config=config_pb2.Config(lora=lora))
+    assert not any(isinstance(a, Tune) for a in dev.poll(0.0))  # same channel
     dev.from_host(to_radio(packet=packet(id=20, hop_limit=0, want_ack=True)), 0.0)  # 0: the device's choice
     [air] = transmitted(run_until_transmit(dev)[0])
     assert air.hop_start == air.hop_limit == 5
-    lora.modem_preset = config_pb2.Config.LoRaConfig.SHORT_FAST  # not the rig's channel any more
-    admin_request(dev, 2, set_config=config_pb2.Config(lora=lora))
-    dev.from_host(to_radio(packet=packet(id=21)), 10.0)
-    actions, now = [], 10.0
-    while dev.queued:
-        now = max(now, dev.next_deadline())
-        actions += dev.poll(now)
-    assert transmitted(actions) == []  # sent, but not on the rig's air
-    assert dev.from_air(delivery(on_air()), 11.0) == []
+    lora.modem_preset = config_pb2.Config.LoRaConfig.SHORT_FAST  # another modulation and frequency slot
+    admin_request(dev, 2, flash={}, set_config=config_pb2.Config(lora=lora))
+    [tune] = [a for a in dev.poll(10.0) if isinstance(a, Tune)]
+    assert tune.channel.modulation == preset("ShortFast") == dev.params and tune.channel.frequency_hz == 869_525_000
+    dev.from_host(to_radio(packet=packet(id=21, payload=bytes(100))), 10.0)
+    actions, now = run_until_transmit(dev, 10.0)
+    [sent] = transmitted(actions)
+    assert dev.next_deadline() == pytest.approx(now + time_on_air(len(sent.to_bytes()), preset("ShortFast")))
 
 
-def test_reboot_loses_ram_and_keeps_flash():
-    dev = connected(1)
+def collect(dev: MeshtasticDevice, until: float, flash: dict) -> list:
+    """Poll `dev` at its deadlines up to `until`; its actions (flash writes kept in `flash`)."""
+    actions, now = [], 0.0
+    while (deadline := dev.next_deadline()) is not None and deadline <= until:
+        now = max(now, deadline)
+        step = dev.poll(now)
+        keep_flash(step, flash)
+        actions += step
+        if any(isinstance(a, (Reboot, Shutdown)) for a in step):
+            break
+    return actions
+
+
+def test_reboot_resets_the_board_which_boots_again_from_its_flash():
+    dev, flash = connected(1), {}
     dev.from_air(delivery(on_air()), 1.0)
-    admin_request(dev, 1, set_owner=mesh_pb2.User(long_name="Carol"))
-    admin_request(dev, 2, reboot_seconds=5)
+    admin_request(dev, 1, flash, set_owner=mesh_pb2.User(long_name="Carol"))  # saves owner and node DB
+    admin_request(dev, 2, flash, reboot_seconds=5)
     dev.from_host(to_radio(packet=packet(id=30)), 2.0)
-    assert dev.poll(6.0) == [] and dev.queued == 0  # rebooted at 6 s: queue and host connection gone
-    messages = from_radio(dev.from_host(to_radio(want_config_id=3), 7.0))
-    assert node_num(0) in [m.node_info.num for m in messages if m.HasField("node_info")]
-    assert [m.node_info.user.long_name for m in messages if m.HasField("node_info")][0] == "Carol"
-    assert NODE_INFO_FIRST_S + 6.0 <= dev.next_deadline() <= NODE_INFO_FIRST_S + BOOT_JITTER_S + 6.0
+    actions = collect(dev, 4.99, flash)
+    assert transmitted(actions) and not any(isinstance(a, Reboot) for a in actions)  # still running
+    assert dev.poll(5.0) == [Reboot(BOOT_S)]  # 5 s after the request: the board resets
+    booted = MeshtasticDevice(RadioSetup(1, flash=flash, booted_at=5.0 + BOOT_S))
+    assert booted.queued == 0
+    nodes = [m.node_info for m in from_radio(booted.from_host(to_radio(want_config_id=3), 9.0)) if m.HasField("node_info")]
+    assert nodes[0].user.long_name == "Carol" and node_num(0) in [n.num for n in nodes]
+    assert isinstance(booted.poll(9.0)[0], Tune)
+    first = 5.0 + BOOT_S + NODE_INFO_FIRST_S
+    assert first <= booted.next_deadline() <= first + BOOT_JITTER_S
+
+
+def test_reboot_can_be_cancelled_and_shutdown_saves_everything():
+    dev, flash = connected(1), {}
+    admin_request(dev, 1, flash, reboot_seconds=5)
+    admin_request(dev, 2, flash, reboot_seconds=-1)  # rebootAtMsec = 0
+    admin_request(dev, 3, flash, shutdown_seconds=8)
+    actions = collect(dev, 100.0, flash)
+    assert not any(isinstance(a, Reboot) for a in actions) and isinstance(actions[-1], Shutdown)
+    assert DEVICE_STATE_FILE in flash and NODES_FILE in flash
+
+
+def test_a_new_user_is_saved_but_not_within_a_minute_of_the_last_save():
+    dev, flash = connected(1, knows=()), {}
+
+    def hear_node_info(radio: int, now: float) -> None:
+        user = mesh_pb2.User(id=node_id(node_num(radio)), long_name=f"radio {radio}")
+        data = mesh_pb2.Data(portnum=PORT.NODEINFO_APP, payload=user.SerializeToString())
+        heard = MeshPacket(node_num(radio), 0xCD00 + radio, 0, data.SerializeToString(), hop_start=3, channel=8)
+        keep_flash(dev.from_air(delivery(heard.to_bytes(), receiver=1, sender=radio), now), flash)
+
+    hear_node_info(0, 10.0)
+    assert flash == {}  # NodeDB::updateUser: lastNodeDbSave is the boot
+    hear_node_info(2, NODE_DB_SAVE_GAP_S + 1.0)
+    assert list(flash) == [NODES_FILE]
+    saved = set(flash[NODES_FILE])
+    hear_node_info(3, NODE_DB_SAVE_GAP_S + 30.0)
+    assert set(flash[NODES_FILE]) == saved  # deferred
+    restored = MeshtasticDevice(RadioSetup(1, flash=flash))
+    assert restored.heard_nodes() == [node_num(0), node_num(2)]
 
 
 # -- the official library and CLI on a virtual rig ---------------------------------------

@@ -1,10 +1,13 @@
 """The blockiot_hil pytest plugin: hardware maps, kinds, skips, and parametrization ids."""
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
 from blockiot.hil.hardware_map import HardwareMapError, HardwareRadio, load_hardware_map, parse_hardware_map
-from blockiot.hil.testbench import RadioKind, hil_kinds, skip_reason
+from blockiot.hil.testbench import CpuHog, RadioKind, hil_kinds, skip_reason
 
 pytest_plugins = ["pytester"]
 
@@ -126,3 +129,26 @@ def test_bad_map_fails_collection_clearly(pytester):
     result = pytester.runpytest("--hil", "lab.toml")
     result.stdout.fnmatch_lines(["*'port' is required*"])
     assert result.ret != 0
+
+
+def test_cpu_hog_keeps_every_core_busy_until_closed():
+    before = os.times()
+    with CpuHog(2) as hog:
+        assert hog.running
+        time.sleep(1.0)
+    used = os.times()
+    burnt = used.children_user + used.children_system - before.children_user - before.children_system
+    assert burnt > 0.1  # the workers spun (however busy the machine already was)
+    assert not hog.running
+
+
+def test_every_hil_test_can_run_beside_a_cpu_hog(pytester):
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.hil(radios=1)
+        def test_loaded(radios, request):
+            assert request.getfixturevalue("cpu_hog").running  # the one the bench started with
+    """)
+    result = pytester.runpytest("--hil-cpu-hog", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)

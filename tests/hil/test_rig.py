@@ -1,4 +1,4 @@
-"""Pseudo-terminal plumbing (PtyPair), the VirtualRig around it, and `blockiot radio virtual`."""
+"""Pseudo-terminal plumbing (PtyPair), the VirtualRig around it (channels, flash, reboots), and `blockiot radio virtual`."""
 from __future__ import annotations
 
 import contextlib
@@ -10,15 +10,20 @@ import time
 from pathlib import Path
 from types import MappingProxyType
 
+import threading
+
 import pytest
 import serial
+from meshtastic.protobuf import config_pb2
+from meshtastic.serial_interface import SerialInterface
+from pubsub import pub
 
 import blockiot.hil.rig as rig_module
 from blockiot.hil.meshtastic_device import MeshtasticDevice
 from blockiot.hil.pty import PtyError, PtyPair
 from blockiot.hil.rig import RigError, VirtualRig
 from blockiot.radio.airtime import meshtastic_packet_len, preset, time_on_air
-from blockiot.radio.drivers.meshtastic import MeshtasticDriver
+from blockiot.radio.drivers.meshtastic import LOST_TOPIC, MeshtasticDriver
 from blockiot.tools.cli import main
 
 pytestmark = pytest.mark.timeout(60)
@@ -208,10 +213,123 @@ def test_total_loss_delivers_nothing():
     ({"count": 2, "time_scale": 0}, "time_scale must be positive"),
     ({"count": 2, "loss": 1.5}, "loss must be within"),
     ({"count": 2, "positions": [(0, 0)]}, "2 radios need 2 positions"),
+    ({"count": 2, "presets": ["LongFast"]}, "2 radios need 2 presets"),
+    ({"count": 1, "regions": ["XX"]}, "unknown region 'XX'"),
+    ({"count": 1, "preset": "ShortTurbo"}, "ShortTurbo is 500 kHz wide, the EU_868 band"),
+    ({"count": 1, "presets": ["MediumTurbo"]}, "newer than 2.7.26; the pinned meshtastic library"),
+    ({"count": 1, "personality": "modem", "preset": "TinyFast"}, "newer than 2.7.26"),
 ])
 def test_bad_rig_settings(kwargs, message):
     with pytest.raises(RigError, match=message):
         VirtualRig(**kwargs)
+
+
+def open_all(rig: VirtualRig) -> list[MeshtasticDriver]:
+    drivers = [MeshtasticDriver(port, timeout=5) for port in rig.ports]
+    for driver in drivers:
+        driver.open()
+    return drivers
+
+
+def test_boards_on_another_preset_region_or_channel_do_not_hear_each_other():
+    presets = ["LongFast", "LongFast", "ShortFast", "ShortFast", "LongFast"]
+    regions = ["EU_868", "EU_868", "EU_868", "EU_868", "US"]
+    with VirtualRig(5, time_scale=TIME_SCALE, presets=presets, regions=regions) as rig:
+        drivers = open_all(rig)
+        try:
+            channels = [radio.channel for radio in rig.stats.radios]
+            assert channels[0] == channels[1] and channels[2] == channels[3]
+            assert channels[2].modulation == preset("ShortFast") and channels[4].frequency_hz == 906_875_000
+            assert [d.lora for d in drivers] == [preset(name) for name in presets]
+            drivers[0].send(b"long fast")
+            drivers[2].send(b"short fast")
+            assert drivers[1].receive(5.0).frame == b"long fast"
+            assert drivers[3].receive(5.0).frame == b"short fast"
+            on_air_until = rig.now() + drivers[0].airtime(20)
+            wait_until(lambda: rig.now() > on_air_until)
+            for other in (2, 3, 4):
+                assert all(got.frame != b"long fast" for got in iter(lambda: drivers[other].receive(0.05), None))
+            assert rig.stats.radios[4].air.received == 0  # nobody else in the US band
+        finally:
+            for driver in drivers:
+                driver.close()
+
+
+def set_lora(iface: SerialInterface, **fields) -> None:
+    lora = iface.localNode.localConfig.lora
+    for name, value in fields.items():
+        setattr(lora, name, value)
+    iface.localNode.writeConfig("lora")
+
+
+def test_an_admin_preset_change_retunes_the_board_and_survives_a_new_rig(tmp_path):
+    state = tmp_path / "flash"
+    with VirtualRig(2, time_scale=TIME_SCALE, state_dir=state) as rig:
+        iface = SerialInterface(rig.ports[1], timeout=10)
+        try:
+            iface.localNode.setOwner("Dora")
+            set_lora(iface, modem_preset=config_pb2.Config.LoRaConfig.MEDIUM_SLOW)
+            wait_until(lambda: rig.stats.radios[1].channel.modulation == preset("MediumSlow"))
+        finally:
+            iface.close()
+    assert (state / "radio1" / "prefs" / "config.proto").is_file()  # firmware 2.7.11's file names
+    assert not (state / "radio0").exists()  # radio 0 never saved anything
+    with VirtualRig(2, time_scale=TIME_SCALE, state_dir=state) as again:
+        assert [r.channel.modulation for r in again.stats.radios] == [preset("LongFast"), preset("MediumSlow")]
+        iface = SerialInterface(again.ports[1], timeout=10)
+        try:
+            assert iface.getLongName() == "Dora"
+        finally:
+            iface.close()
+
+
+def test_an_admin_reboot_drops_the_port_and_brings_the_board_back_with_its_settings():
+    with VirtualRig(1, time_scale=0.05) as rig:  # 3 s of boot: 150 ms without a port
+        iface = SerialInterface(rig.ports[0], timeout=10)
+        lost = threading.Event()
+
+        def on_lost(interface) -> None:
+            if interface is iface:
+                lost.set()
+
+        pub.subscribe(on_lost, LOST_TOPIC)
+        try:
+            iface.localNode.setOwner("Zed")
+            iface.localNode.reboot(10)  # what `meshtastic --reboot` sends: 10 s, 0.5 s of wall time
+            assert lost.wait(5.0)  # the client sees the disconnect
+            wait_until(lambda: rig.stats.radios[0].boots == 2)
+        finally:
+            pub.unsubscribe(on_lost, LOST_TOPIC)
+            iface.close()
+        assert Path(rig.ports[0]).resolve().exists()  # the same path
+        again = SerialInterface(rig.ports[0], timeout=10)
+        try:
+            assert again.getLongName() == "Zed"
+        finally:
+            again.close()
+
+
+class SlowBoot(MeshtasticDevice):
+    boot_s = 1e6  # a reboot that never ends by itself
+
+
+def test_a_board_that_shut_down_or_is_unplugged_while_rebooting_stays_off_until_replugged(monkeypatch):
+    monkeypatch.setattr(rig_module, "PERSONALITIES", MappingProxyType({"slow-boot": SlowBoot}))
+    with VirtualRig(2, personality="slow-boot", time_scale=TIME_SCALE) as rig:
+        ifaces = [SerialInterface(port, timeout=10) for port in rig.ports]
+        try:  # 2 s: the library finishes its write before the board goes, as it would on hardware
+            ifaces[0].localNode.shutdown(2)
+            ifaces[1].localNode.reboot(2)
+            wait_until(lambda: [r.plugged for r in rig.stats.radios] == [False, False])
+        finally:
+            for iface in ifaces:
+                iface.close()
+        assert [r.back_at is None for r in rig.stats.radios] == [True, False]  # off / rebooting
+        rig.unplug(1)  # while it boots: the boot never comes
+        assert [(r.plugged, r.boots, r.back_at) for r in rig.stats.radios] == [(False, 1, None), (False, 1, None)]
+        rig.replug(0)
+        rig.replug(1)
+        assert [(r.plugged, r.boots) for r in rig.stats.radios] == [(True, 2), (True, 2)]
 
 
 def test_a_failing_personality_stops_the_rig_loudly(monkeypatch):

@@ -10,6 +10,7 @@ from construct import PrefixedArray, VarInt
 from blockiot.chain.compression import default_codec
 from blockiot.chain.consensus.messages import (
     MAX_MESSAGE_BYTES,
+    MAX_RAW_TX_BYTES,
     BlockMsg,
     Blocks,
     GetTxs,
@@ -68,7 +69,7 @@ def test_txs_and_prefilled_indices_are_canonical_too(cluster):
         with pytest.raises(DecodeError):
             decode_message(body)
     with pytest.raises(DecodeError, match="longer than"):
-        encode_message(Txs(REF, ((0, bytes(481)),)))
+        encode_message(Txs(REF, ((0, bytes(MAX_RAW_TX_BYTES + 1)),)))
 
 
 def _full_block(cluster, txs: int, data_bytes: int = 0):
