@@ -10,6 +10,7 @@ Frame::
     crc      u32 BE   CRC-32C of the uncompressed content
 
 Sync batches (many blocks for a node catching up) travel and are stored in such frames.
+A malformed frame raises DecodeError; a batch of our own too large to encode, EncodeError.
 """
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from importlib import resources
 
 import crcmod.predefined
 import zstandard
-from construct import ConstructError, GreedyBytes, Int8ub, Int32ub, Prefixed, PrefixedArray, Struct, Terminated, VarInt
+from construct import GreedyBytes, Int8ub, Int32ub, Prefixed, PrefixedArray, Struct, Terminated, VarInt
 
-from .errors import DecodeError
+from blockiot.radio.codec import decoding, encoding
+
+from .errors import DecodeError, EncodeError
 
 FLAG_ZSTD = 0x01
 DICTIONARY_FILE = "sync.zdict"
@@ -65,13 +68,12 @@ class Codec:
         """Frame `content`, compressed only if that is smaller."""
         packed = self._compressor.compress(content)
         flags, payload = (FLAG_ZSTD, packed) if len(packed) < len(content) else (0, content)
-        return _FRAME.build({"flags": flags, "payload": payload, "crc": crc32c(content)})
+        with encoding("frame", EncodeError):
+            return _FRAME.build({"flags": flags, "payload": payload, "crc": crc32c(content)})
 
     def unpack(self, frame: bytes, max_output: int = DEFAULT_MAX_OUTPUT) -> bytes:
-        try:
+        with decoding("frame", DecodeError):
             c = _FRAME.parse(frame)
-        except (ConstructError, ValueError) as exc:
-            raise DecodeError(f"malformed frame: {str(exc).strip().splitlines()[-1]}") from None
         if c.flags & ~FLAG_ZSTD:
             raise DecodeError(f"unknown frame flags {c.flags:#x}")
         content = bytes(c.payload)
@@ -93,15 +95,15 @@ class Codec:
 
     def pack_batch(self, start_height: int, raw_blocks: list[bytes]) -> bytes:
         if len(raw_blocks) > MAX_BATCH_BLOCKS:
-            raise DecodeError(f"a sync batch holds at most {MAX_BATCH_BLOCKS} blocks")
-        return self.pack(_BATCH.build({"version": BATCH_VERSION, "start_height": start_height, "blocks": raw_blocks}))
+            raise EncodeError(f"a sync batch holds at most {MAX_BATCH_BLOCKS} blocks")
+        with encoding("sync batch", EncodeError):
+            content = _BATCH.build({"version": BATCH_VERSION, "start_height": start_height, "blocks": raw_blocks})
+        return self.pack(content)
 
     def unpack_batch(self, frame: bytes, max_output: int = DEFAULT_MAX_OUTPUT) -> tuple[int, list[bytes]]:
         content = self.unpack(frame, max_output)
-        try:
+        with decoding("sync batch", DecodeError):
             c = _BATCH.parse(content)
-        except (ConstructError, ValueError) as exc:
-            raise DecodeError(f"malformed sync batch: {str(exc).strip().splitlines()[-1]}") from None
         if c.version != BATCH_VERSION:
             raise DecodeError(f"unsupported sync batch version {c.version}")
         if len(c.blocks) > MAX_BATCH_BLOCKS:
@@ -109,7 +111,15 @@ class Codec:
         return c.start_height, [bytes(b) for b in c.blocks]
 
 
+def shipped_codec() -> Codec:
+    """A codec over the shipped dictionary, which every node uses so that all agree. Made
+    where a node is wired (the CLI, the simulator, a test) and passed in, one per node:
+    its zstd contexts hold state, so no core reaches for a process-wide one."""
+    return Codec(shipped_dictionary())
+
+
 @lru_cache(maxsize=1)
 def default_codec() -> Codec:
-    """The codec every node uses: the shipped dictionary, so all nodes agree."""
-    return Codec(shipped_dictionary())
+    """One process-wide `shipped_codec()`, only for chain/consensus/node.py until `NodeCore`
+    takes its codec as a parameter; delete it then."""
+    return shipped_codec()

@@ -1,17 +1,26 @@
-"""Error types of the chain layer: every decode of untrusted bytes and every rejected
-transaction or block raises one of these, never a bare construct/nacl/sqlite error."""
+"""Error types of the chain layer: every decode of untrusted bytes, every encode of our
+own objects and every rejected transaction or block raises one of these, never a bare
+construct/nacl/sqlite error. The root of the tree is the project's `BlockIoTError`
+(blockiot.radio.errors); construct errors become `DecodeError` / `EncodeError` at one
+boundary (blockiot.radio.codec)."""
 from __future__ import annotations
 
+from blockiot.radio.errors import BlockIoTError
 
-class ChainError(Exception):
+
+class ChainError(BlockIoTError):
     """Base of all chain errors; the message is meant for the person reading it."""
-
-    user_facing = True
 
 
 class DecodeError(ChainError):
-    """Bytes that are not a well-formed encoding (truncated, trailing bytes, bad CRC,
-    unknown version or kind, out-of-range field, oversize after decompression)."""
+    """Bytes from outside (a peer, a file) that are not a well-formed encoding (truncated,
+    trailing bytes, bad CRC, unknown version or kind, out-of-range field, oversize after
+    decompression): the sender's fault."""
+
+
+class EncodeError(ChainError):
+    """One of our own objects that cannot be encoded (a field out of range, too many
+    transactions, a body that does not fit its kind): our own misuse, never a peer's."""
 
 
 class InvalidTx(ChainError):

@@ -14,10 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from construct import Bytes, ConstructError, Int8ub, Struct, Terminated, VarInt
+from construct import Bytes, Int8ub, Struct, Terminated, VarInt
+
+from blockiot.radio.codec import decoding, encoding
 
 from .crypto import HASH_LEN, SIGNATURE_LEN, verify
-from .errors import ChainError, DecodeError
+from .errors import ChainError, DecodeError, EncodeError
 from .genesis import Genesis
 from .wire import MAX_VARINT, block_id, header_signing_bytes, tx_root
 
@@ -78,17 +80,13 @@ def make_evidence(chain_id: bytes, slot: int, a: HeaderProof, b: HeaderProof) ->
 
 
 def encode_evidence(ev: Evidence) -> bytes:
-    try:
+    with encoding("evidence", EncodeError):
         return EVIDENCE.build({"slot": ev.slot, "first": ev.first.__dict__, "second": ev.second.__dict__})
-    except (ConstructError, ValueError, TypeError) as exc:
-        raise DecodeError(f"cannot encode evidence: {exc}") from None
 
 
 def decode_evidence(raw: bytes) -> Evidence:
-    try:
+    with decoding("evidence", DecodeError):
         c = EVIDENCE.parse(bytes(raw))
-    except (ConstructError, ValueError, OverflowError) as exc:
-        raise DecodeError(f"malformed evidence: {str(exc).strip().splitlines()[-1]}") from None
     if c.slot > MAX_VARINT or c.first.height > MAX_VARINT or c.second.height > MAX_VARINT:
         raise DecodeError("evidence slot or height out of range")
     proofs = [

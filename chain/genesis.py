@@ -18,7 +18,6 @@ from pathlib import Path
 from construct import (
     Bytes,
     Const,
-    ConstructError,
     Enum,
     Int8ub,
     PascalString,
@@ -29,10 +28,11 @@ from construct import (
 )
 
 from blockiot.radio.airtime import preset_display_names
+from blockiot.radio.codec import decoding, encoding
 from blockiot.radio.dutycycle import REGULATED_REGIONS
 
 from .crypto import PUBLIC_KEY_LEN, blake2b256
-from .errors import DecodeError, GenesisError
+from .errors import DecodeError, EncodeError, GenesisError
 
 GENESIS_MAGIC = b"BIoTg"
 GENESIS_VERSION = 1
@@ -169,29 +169,29 @@ _GENESIS = Struct(
 
 
 def encode_genesis(g: Genesis) -> bytes:
-    return _GENESIS.build(
-        dict(
-            name=g.name, genesis_time=g.genesis_time, slot_seconds=g.params.slot_seconds,
-            epoch_slots=g.params.epoch_slots, region=g.params.region, preset=g.params.preset,
-            members=[dict(public_key=m.public_key, role=m.role, name=m.name, groups=list(m.groups))
-                     for m in g.members],
+    with encoding("genesis", EncodeError):
+        return _GENESIS.build(
+            dict(
+                name=g.name, genesis_time=g.genesis_time, slot_seconds=g.params.slot_seconds,
+                epoch_slots=g.params.epoch_slots, region=g.params.region, preset=g.params.preset,
+                members=[dict(public_key=m.public_key, role=m.role, name=m.name, groups=list(m.groups))
+                         for m in g.members],
+            )
         )
-    )
 
 
 def decode_genesis(raw: bytes) -> Genesis:
     try:
-        c = _GENESIS.parse(raw)
-        genesis = Genesis(
-            name=c.name,
-            genesis_time=c.genesis_time,
-            params=Params(c.slot_seconds, c.epoch_slots, c.region, c.preset),
-            members=tuple(
-                Member(i, m.public_key, str(m.role), tuple(m.groups), m.name) for i, m in enumerate(c.members)
-            ),
-        )
-    except (ConstructError, UnicodeDecodeError, ValueError) as exc:
-        raise DecodeError(f"malformed genesis: {str(exc).strip().splitlines()[-1]}") from None
+        with decoding("genesis", DecodeError):
+            c = _GENESIS.parse(raw)
+            genesis = Genesis(
+                name=c.name,
+                genesis_time=c.genesis_time,
+                params=Params(c.slot_seconds, c.epoch_slots, c.region, c.preset),
+                members=tuple(
+                    Member(i, m.public_key, str(m.role), tuple(m.groups), m.name) for i, m in enumerate(c.members)
+                ),
+            )
     except GenesisError as exc:
         raise DecodeError(f"invalid genesis: {exc}") from None
     if encode_genesis(genesis) != bytes(raw):

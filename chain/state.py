@@ -28,15 +28,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Callable, Iterable
 
-from construct import (
-    ConstructError, Error, GreedyBytes, Int8ub, Prefixed, PrefixedArray, Struct, Switch, VarInt, ZigZag, this,
-)
+from construct import Error, GreedyBytes, Int8ub, Prefixed, PrefixedArray, Struct, Switch, VarInt, ZigZag, this
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
+from blockiot.radio.codec import decoding, encoding
+
 from . import governance
 from .crypto import blake2b256
-from .errors import ChainError, DecodeError, InvalidTx
+from .errors import ChainError, DecodeError, EncodeError, InvalidTx
 from .evidence import decode_evidence, verify_evidence
 from .genesis import Genesis
 from .wire import MAX_NONCE, Command, Reading, Tx, TxKind, tx_signing_bytes
@@ -76,21 +76,21 @@ def _unfields(fields) -> tuple:
 
 
 def encode_tuple(t: tuple) -> bytes:
-    return _TUPLE.build(_fields(t))
+    with encoding("state tuple", EncodeError):
+        return _TUPLE.build(_fields(t))
 
 
 def decode_tuple(raw: bytes) -> tuple:
-    try:
+    with decoding("state tuple", DecodeError):
         t = _unfields(_TUPLE.parse(raw))
-    except (ConstructError, ValueError) as exc:
-        raise DecodeError(f"malformed state tuple: {exc}") from None
     if encode_tuple(t) != bytes(raw):
         raise DecodeError("state tuple is not in canonical encoding")
     return t
 
 
 def encode_entry(key: tuple, value: tuple) -> bytes:
-    return _ENTRY_BUILD.build({"key": _fields(key), "value": _fields(value)})
+    with encoding("state entry", EncodeError):
+        return _ENTRY_BUILD.build({"key": _fields(key), "value": _fields(value)})
 
 
 class StateDiff:
@@ -100,20 +100,21 @@ class StateDiff:
         self.changes = changes
 
     def encode(self) -> bytes:
-        return _DIFF.build(
-            [
-                {
-                    "table": table.encode(), "key": _fields(key),
-                    "has_old": old is not None, "old": _fields(old or ()),
-                    "has_new": new is not None, "new": _fields(new or ()),
-                }
-                for (table, key), (old, new) in self.changes.items()
-            ]
-        )
+        with encoding("state diff", EncodeError):
+            return _DIFF.build(
+                [
+                    {
+                        "table": table.encode(), "key": _fields(key),
+                        "has_old": old is not None, "old": _fields(old or ()),
+                        "has_new": new is not None, "new": _fields(new or ()),
+                    }
+                    for (table, key), (old, new) in self.changes.items()
+                ]
+            )
 
     @classmethod
     def decode(cls, raw: bytes) -> "StateDiff":
-        try:
+        with decoding("state diff", DecodeError):  # UnicodeDecodeError is a ValueError
             items = _DIFF.parse(raw)
             diff = cls(
                 {
@@ -124,8 +125,6 @@ class StateDiff:
                     for i in items
                 }
             )
-        except (ConstructError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
-            raise DecodeError(f"malformed state diff: {exc}") from None
         unknown = {table for table, _key in diff.changes} - set(TABLES)
         if unknown:
             raise DecodeError(f"state diff names unknown tables {sorted(unknown)}")

@@ -42,7 +42,8 @@ A full block is the header followed by its raw transactions; a compact block is 
 header followed by 6-byte short ids (BIP152's idea): keyed BLAKE2b of the raw tx under
 the parent id, so ids cannot be precomputed to collide across blocks.
 
-Decoding untrusted bytes returns a fully validated object or raises DecodeError.
+Decoding untrusted bytes returns a fully validated object or raises DecodeError; encoding
+an object that peers would refuse raises EncodeError (our own misuse).
 """
 from __future__ import annotations
 
@@ -55,7 +56,6 @@ from construct import (
     Adapter,
     Bytes,
     Construct,
-    ConstructError,
     ExplicitError,
     ExprAdapter,
     GreedyBytes,
@@ -71,8 +71,10 @@ from construct import (
     this,
 )
 
+from blockiot.radio.codec import decoding, encoding
+
 from .crypto import HASH_LEN, PUBLIC_KEY_LEN, SIGNATURE_LEN, blake2b256, merkle_root
-from .errors import DecodeError
+from .errors import DecodeError, EncodeError
 from .genesis import _NAME_RE, ROLES
 from .privacy.rotation import decode_rotation
 from .privacy.sealing import decode_envelope
@@ -483,32 +485,23 @@ _TX = {
 }
 
 
-_PARSE_ERRORS = (ConstructError, ValueError, OverflowError, TypeError, UnicodeDecodeError)
-
-
 def _decode(what: str, struct, raw: bytes, compiled=None):
+    """Parse untrusted `raw` with `compiled` (or `struct`); DecodeError if malformed."""
+    if compiled is None:
+        with decoding(what, DecodeError):
+            return struct.parse(raw)
     try:
-        return (compiled or struct).parse(raw)
-    except _PARSE_ERRORS as exc:
-        reason = exc
-        if compiled is not None:  # compiled errors say little: ask the plain declaration why
-            try:
-                struct.parse(raw)
-            except _PARSE_ERRORS as plain_exc:
-                reason = plain_exc
-        raise DecodeError(f"malformed {what}: {_first_line(reason)}") from None
+        with decoding(what, DecodeError):
+            return compiled.parse(raw)
+    except DecodeError as compiled_error:  # compiled errors say little: ask the plain declaration why
+        with decoding(what, DecodeError):
+            struct.parse(raw)
+        raise compiled_error from None
 
 
 def _build(what: str, struct, value) -> bytes:
-    try:
+    with encoding(what, EncodeError):
         return struct.build(value)
-    except (ConstructError, ValueError, OverflowError, TypeError) as exc:
-        raise DecodeError(f"cannot encode {what}: {_first_line(exc)}") from None
-
-
-def _first_line(exc: Exception) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line and not line.startswith("Error in path")]
-    return " / ".join(lines) if lines else type(exc).__name__
 
 
 # --- transactions --------------------------------------------------------------------
@@ -597,6 +590,14 @@ def _check_action(action: ProposalAction) -> None:
             raise DecodeError(f"update chunk must be 1..{MAX_UPDATE_CHUNK} B and its digest {HASH_LEN} B")
 
 
+def _check_own(kind: int, body: Body) -> None:
+    """`_check_body` for a body we encode: one peers would refuse is our misuse (EncodeError)."""
+    try:
+        _check_body(kind, body)
+    except DecodeError as exc:
+        raise EncodeError(str(exc)) from None
+
+
 def _kind_of(body: Body) -> int | None:
     return next((k for k, (_, cls) in TX_BODIES.items() if isinstance(body, cls)), None)
 
@@ -607,22 +608,23 @@ def _fields(body: Body) -> dict:
 
 
 def encode_unsigned(kind: int, sender: int, nonce: int, body: Body) -> bytes:
-    """The bytes a transaction's signature covers, after the chain id."""
+    """The bytes a transaction's signature covers, after the chain id; EncodeError for a
+    transaction that peers would refuse."""
     entry = _TX.get(kind)
     if entry is None or not isinstance(body, entry[2]):
-        raise DecodeError(f"body {type(body).__name__} does not fit tx kind {kind}")
+        raise EncodeError(f"body {type(body).__name__} does not fit tx kind {kind}")
     if kind == TxKind.JOIN_REQUEST:
         if (sender, nonce) != (NO_SENDER, 0):
-            raise DecodeError("a join request has no sender index and no nonce (NO_SENDER, 0)")
+            raise EncodeError("a join request has no sender index and no nonce (NO_SENDER, 0)")
     elif not (0 <= sender <= MAX_VARINT and 0 < nonce <= MAX_NONCE):
-        raise DecodeError("sender must be >= 0 and nonce in 1..2^63-1")
-    _check_body(kind, body)
+        raise EncodeError("sender must be >= 0 and nonce in 1..2^63-1")
+    _check_own(kind, body)
     value = dict(kindver=(TX_FORMAT_VERSION << 5) | kind, sender=sender, nonce=nonce, body=_fields(body),
                  signature=bytes(SIGNATURE_LEN))
     unsigned = _build("tx", entry[1], value)[:-SIGNATURE_LEN]
     limit = MAX_TX_BYTES_BY_KIND.get(kind, MAX_TX_BYTES)
     if len(unsigned) + SIGNATURE_LEN > limit:  # decode_tx would refuse it
-        raise DecodeError(f"transaction of {len(unsigned) + SIGNATURE_LEN} B exceeds {limit} B")
+        raise EncodeError(f"transaction of {len(unsigned) + SIGNATURE_LEN} B exceeds {limit} B")
     return unsigned
 
 
@@ -686,8 +688,8 @@ def encode_sealable(body: Body) -> bytes:
     byte (format version 0, as a tx's) and its body, as a tx of that kind would hold them."""
     kind = _kind_of(body)
     if kind not in SEALABLE_KINDS:
-        raise DecodeError(f"a {type(body).__name__} body cannot be sealed; sealable: reading, command, data")
-    _check_body(kind, body)
+        raise EncodeError(f"a {type(body).__name__} body cannot be sealed; sealable: reading, command, data")
+    _check_own(kind, body)
     return bytes([kind]) + _build("sealed body", _SEALABLE[kind], {"body": _fields(body)})
 
 
@@ -767,7 +769,7 @@ def encode_header(h: BlockHeader) -> bytes:
 
 def encode_block(header: BlockHeader, raw_txs) -> bytes:
     if len(raw_txs) > MAX_BLOCK_TXS:
-        raise DecodeError(f"a block holds at most {MAX_BLOCK_TXS} transactions")
+        raise EncodeError(f"a block holds at most {MAX_BLOCK_TXS} transactions")
     return _build("block", _BLOCK, {"header": _header_dict(header), "txs": list(raw_txs)})
 
 
@@ -794,7 +796,7 @@ def short_id(raw_tx: bytes, parent_id: bytes) -> bytes:
 
 def encode_compact(header: BlockHeader, short_ids) -> bytes:
     if len(short_ids) > MAX_BLOCK_TXS:
-        raise DecodeError(f"a block holds at most {MAX_BLOCK_TXS} transactions")
+        raise EncodeError(f"a block holds at most {MAX_BLOCK_TXS} transactions")
     return _build("compact block", _COMPACT, {"header": _header_dict(header), "short_ids": list(short_ids)})
 
 

@@ -20,14 +20,14 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from blockiot.radio.errors import BlockIoTError
+
 PERSONALITY_NAMES = ("meshtastic", "modem")
 _KNOWN_KEYS = frozenset({"port", "personality", "board", "role", "baudrate"})
 
 
-class HardwareMapError(Exception):
+class HardwareMapError(BlockIoTError):
     """The hardware map file is missing, not TOML, or has a bad `[[radio]]` entry."""
-
-    user_facing = True
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ from meshtastic.protobuf import admin_pb2, config_pb2, mesh_pb2, module_config_p
 from blockiot.hil.sim.flooding import BROADCAST, HOP_MAX, FloodRouter, MeshPacket, MeshPacketError, slot_time
 from blockiot.hil.sim.medium import Delivery
 from blockiot.hil.meshtastic_settings import AdminResult, Segment, Settings
-from blockiot.hil.personality import Action, Persist, RadioSetup, Reboot, Shutdown, ToHost, Transmit, Tune
+from blockiot.hil.personality import DeviceAction, Persist, RadioSetup, Reboot, Shutdown, ToAir, ToHost, Tune
 from blockiot.hil.reliable import Retransmissions
 from blockiot.hil.txqueue import MAX_TX_QUEUE, TxQueue
 from blockiot.radio.airtime import MAX_LORA_PAYLOAD, MESHTASTIC_HEADER_LEN, time_on_air
@@ -226,8 +226,8 @@ class MeshtasticDevice:
 
     # -- Personality --------------------------------------------------------------------
 
-    def from_host(self, data: bytes, now: float) -> list[Action]:
-        actions: list[Action] = []
+    def from_host(self, data: bytes, now: float) -> list[DeviceAction]:
+        actions: list[DeviceAction] = []
         for item in self._framer.feed(data):
             if isinstance(item, Noise):
                 self._stats.noise_from_host += len(item.data)
@@ -242,7 +242,7 @@ class MeshtasticDevice:
             actions += self._handle_to_radio(message, now)
         return actions
 
-    def from_air(self, delivery: Delivery, now: float) -> list[Action]:
+    def from_air(self, delivery: Delivery, now: float) -> list[DeviceAction]:
         self._txq.wake(now)  # a reception ended: RadioLibInterface ISR_RX -> setTransmitDelay
         try:
             packet = MeshPacket.from_bytes(delivery.packet)
@@ -250,7 +250,7 @@ class MeshtasticDevice:
             self._stats.malformed_from_air += 1
             return []
         snr = reported_snr(delivery.snr)
-        actions: list[Action] = []
+        actions: list[DeviceAction] = []
         if packet.origin == self.node_num and self._retx.stop(packet.key):
             actions += self._routing_reply(packet.packet_id, _ROUTING.NONE)  # implicit ACK: someone relayed it
         self._retx.deaf_for(self._airtime(packet))
@@ -301,12 +301,12 @@ class MeshtasticDevice:
         mesh.decoded.CopyFrom(data)
         return actions + self._for_host(mesh)
 
-    def poll(self, now: float) -> list[Action]:
+    def poll(self, now: float) -> list[DeviceAction]:
         if self._reboot_at is not None and now >= self._reboot_at:
             return [Reboot(self.boot_s)]  # Power::reboot: what is not in flash is gone
         if self._shutdown_at is not None and now >= self._shutdown_at:
             return self._save(Segment.ALL) + [Shutdown()]  # Power::shutdown saves everything first
-        actions: list[Action] = []
+        actions: list[DeviceAction] = []
         if self._tune:
             self._tune = False
             actions.append(Tune(self.channel))
@@ -361,7 +361,7 @@ class MeshtasticDevice:
 
     # -- ToRadio ------------------------------------------------------------------------
 
-    def _handle_to_radio(self, message: mesh_pb2.ToRadio, now: float) -> list[Action]:
+    def _handle_to_radio(self, message: mesh_pb2.ToRadio, now: float) -> list[DeviceAction]:
         variant = message.WhichOneof("payload_variant")
         if variant == "want_config_id":
             return self._config_download(message.want_config_id, now)
@@ -373,9 +373,9 @@ class MeshtasticDevice:
             self._connected = False
         return []
 
-    def _config_download(self, nonce: int, now: float) -> list[Action]:
+    def _config_download(self, nonce: int, now: float) -> list[DeviceAction]:
         self._connected = False  # as the firmware, restart the state machine
-        out: list[Action] = []
+        out: list[DeviceAction] = []
         if nonce != ONLY_NODES_NONCE:
             out.append(self._to_host(my_info=self._my_info()))
         out.append(self._to_host(node_info=self._own_node_info(now)))
@@ -397,7 +397,7 @@ class MeshtasticDevice:
             self._stats.to_host += 1
         return out
 
-    def _packet_from_host(self, packet: mesh_pb2.MeshPacket, now: float) -> list[Action]:
+    def _packet_from_host(self, packet: mesh_pb2.MeshPacket, now: float) -> list[DeviceAction]:
         if packet.id and packet.id in self._recent_ids:
             return []  # firmware: "Ignore packet from phone, already seen recently"
         if packet.id:
@@ -451,12 +451,12 @@ class MeshtasticDevice:
         self._retx.deaf_for(airtime, except_key=packet.key)
         return self._txq.push(packet, priority, now)
 
-    def _retransmit(self, now: float) -> list[Action]:
+    def _retransmit(self, now: float) -> list[DeviceAction]:
         again, failed = self._retx.due(now, self._airtime)
         for packet, priority in again:
             self._router.sent(packet)
             self._txq.push(packet, priority, now)
-        actions: list[Action] = []
+        actions: list[DeviceAction] = []
         for packet in failed:
             actions += self._routing_reply(packet.packet_id, _ROUTING.MAX_RETRANSMIT)
         return actions
@@ -519,7 +519,7 @@ class MeshtasticDevice:
 
     # -- admin --------------------------------------------------------------------------
 
-    def _admin(self, packet: mesh_pb2.MeshPacket, packet_id: int, now: float) -> list[Action]:
+    def _admin(self, packet: mesh_pb2.MeshPacket, packet_id: int, now: float) -> list[DeviceAction]:
         """AdminModule for the local host: the answer, and what a change sets going."""
         try:
             request = admin_pb2.AdminMessage.FromString(packet.decoded.payload)
@@ -533,7 +533,7 @@ class MeshtasticDevice:
         reply.channel = packet.channel
         return self._for_host(reply) + saved
 
-    def _apply_admin(self, result: AdminResult, now: float) -> list[Action]:
+    def _apply_admin(self, result: AdminResult, now: float) -> list[DeviceAction]:
         """Carry out what an admin message changed; the flash files it wrote."""
         saved = result.saved
         if result.lora_changed:
@@ -562,7 +562,7 @@ class MeshtasticDevice:
         self.params = self.settings.modulation
         self._txq.slot = self._router.slot = self._retx.slot = slot_time(self.params)
 
-    def _save(self, segments: Segment) -> list[Action]:
+    def _save(self, segments: Segment) -> list[DeviceAction]:
         """NodeDB::saveToDisk of `segments`, as flash files for the rig to keep."""
         if not segments:
             return []
@@ -576,7 +576,7 @@ class MeshtasticDevice:
         message.id = self._from_radio_seq
         return ToHost(self._framer.frame(message.SerializeToString()))
 
-    def _for_host(self, packet: mesh_pb2.MeshPacket) -> list[Action]:
+    def _for_host(self, packet: mesh_pb2.MeshPacket) -> list[DeviceAction]:
         """A mesh packet for the host: now if one is connected, else kept in the toPhone queue."""
         if self._connected:
             self._stats.to_host += 1
@@ -597,11 +597,11 @@ class MeshtasticDevice:
         packet.decoded.request_id = request_id
         return packet
 
-    def _routing_reply(self, request_id: int, error: int) -> list[Action]:
+    def _routing_reply(self, request_id: int, error: int) -> list[DeviceAction]:
         routing = mesh_pb2.Routing(error_reason=error)
         return self._for_host(self._local_packet(_PORT.ROUTING_APP, routing.SerializeToString(), request_id))
 
-    def _queue_status(self, res: int, packet_id: int = 0, *, answer: bool = False) -> list[Action]:
+    def _queue_status(self, res: int, packet_id: int = 0, *, answer: bool = False) -> list[DeviceAction]:
         """A QueueStatus with the free space now (MeshService::sendQueueStatusToPhone); kept as lastQueueStatus.
 
         One that answers nothing (`packet_id` 0, not `answer`ing a heartbeat) reaches only a connected host.
@@ -633,10 +633,10 @@ class MeshtasticDevice:
     def _airtime(self, packet: MeshPacket) -> float:
         return time_on_air(MESHTASTIC_HEADER_LEN + len(packet.payload), self.params)
 
-    def _transmit(self, packet: MeshPacket, now: float) -> list[Action]:
+    def _transmit(self, packet: MeshPacket, now: float) -> list[DeviceAction]:
         self._busy_until = self._tx_end = now + self._airtime(packet)
         self._stats.transmitted += 1
-        return [Transmit(packet.to_bytes())]
+        return [ToAir(packet.to_bytes())]
 
     def _heard(
         self, packet: MeshPacket, data: mesh_pb2.Data, channel: int, snr: float, now: float

@@ -84,7 +84,7 @@ from meshtastic.protobuf import (
 from blockiot.hil.personality import AirChannel
 from blockiot.radio.airtime import LoRaParams, canonical_preset_name, preset, preset_display_name
 from blockiot.radio.drivers.meshtastic import lora_params
-from blockiot.radio.errors import ConfigError
+from blockiot.radio.errors import BlockIoTError, ConfigError
 
 NUM_CHANNELS = 8
 HAM_NODE_INFO_SECS = 600  # handleSetHamMode: the FCC's call-sign interval
@@ -123,10 +123,8 @@ _LOCAL_CONFIG_FIELDS = frozenset(f.name for f in localonly_pb2.LocalConfig.DESCR
 _LOCAL_MODULE_FIELDS = frozenset(f.name for f in localonly_pb2.LocalModuleConfig.DESCRIPTOR.fields)
 
 
-class FlashError(Exception):
+class FlashError(BlockIoTError):
     """A flash file that does not decode as the firmware's."""
-
-    user_facing = True
 
 
 class Segment(enum.Flag):

@@ -1,7 +1,7 @@
 """The virtual E22 modem: a HIL personality that behaves like an E22-900T22S on its UART.
 
 Sans-IO like every personality: bytes from the host and packets from the simulated
-medium come in with `now`, `ToHost` / `Transmit` actions come out. It follows the
+medium come in with `now`, `ToHost` / `ToAir` actions come out. It follows the
 vendor manual ("E22-xxxT22S series product user manual") as radio/drivers/e22.py
 cites it:
 
@@ -42,7 +42,7 @@ from collections import deque
 import construct as cs
 
 from blockiot.hil.sim.medium import Delivery
-from blockiot.hil.personality import RadioSetup, ToHost, Transmit
+from blockiot.hil.personality import RadioSetup, ToAir, ToHost
 from blockiot.radio.airtime import LoRaParams, preset, time_on_air
 from blockiot.radio.drivers.e22 import (
     E22,
@@ -52,7 +52,8 @@ from blockiot.radio.drivers.e22 import (
     decode_registers,
     encode_registers,
 )
-from blockiot.radio.errors import RadioError
+from blockiot.radio.codec import decoding
+from blockiot.radio.errors import FrameError, RadioError
 
 # Stand-in for the module's own header on air (length as measured, content ours).
 AIR_HEADER = cs.Struct(
@@ -151,9 +152,10 @@ class VirtualE22:
         if self.mode not in (Mode.TRANSMISSION, Mode.WOR):
             return []
         try:
-            header = AIR_HEADER.parse(delivery.packet)
-        except cs.ConstructError:
-            return []
+            with decoding("E22 air packet", FrameError):
+                header = AIR_HEADER.parse(delivery.packet)
+        except FrameError:
+            return []  # not a module's packet: the module does not hear it
         payload = delivery.packet[E22.MODULE_HEADER_LEN:]
         if header.length != len(payload) or not self._accepts(header):
             return []
@@ -170,7 +172,7 @@ class VirtualE22:
         if self._outbox and now >= self._busy_until:
             packet = self._outbox.popleft()
             self._busy_until = now + time_on_air(len(packet), self.modulation or self.config.lora_params())
-            actions.append(Transmit(packet))
+            actions.append(ToAir(packet))
         return actions
 
     def next_deadline(self) -> float | None:

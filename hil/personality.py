@@ -5,7 +5,7 @@ modem). It never touches a port, a clock, a file or the medium: bytes the host w
 the serial port and packets the medium delivered come in with `now` (medium time, float
 seconds, never decreasing); actions come out, and the rig (hil/rig.py) carries them out:
 
-- `ToHost`: bytes written to the radio's pty; `Transmit`: a packet put on the air.
+- `ToHost`: bytes written to the radio's pty; `ToAir`: a packet put on the air.
 - `Tune`: the radio now listens and sends on an `AirChannel` (frequency and modulation);
   it hears, and is heard by, only radios tuned to the same one. A personality that never
   tunes stays on the rig's channel.
@@ -40,7 +40,7 @@ class ToHost:
 
 
 @dataclass(frozen=True)
-class Transmit:
+class ToAir:
     """A packet to put on air through the medium, as its PHY payload bytes."""
 
     packet: bytes
@@ -86,7 +86,7 @@ class Shutdown:
     """The board turns itself off now; it stays off until powered again."""
 
 
-Action = Union[ToHost, Transmit, Tune, Persist, Reboot, Shutdown]
+DeviceAction = Union[ToHost, ToAir, Tune, Persist, Reboot, Shutdown]
 
 
 def _never_busy(now: float) -> bool:
@@ -123,15 +123,15 @@ class RadioSetup:
 class Personality(Protocol):
     """The firmware of one virtual radio."""
 
-    def from_host(self, data: bytes, now: float) -> list[Action]:
+    def from_host(self, data: bytes, now: float) -> list[DeviceAction]:
         """Bytes the host wrote to the serial port."""
         ...
 
-    def from_air(self, delivery: Delivery, now: float) -> list[Action]:
+    def from_air(self, delivery: Delivery, now: float) -> list[DeviceAction]:
         """A packet the medium delivered to this radio."""
         ...
 
-    def poll(self, now: float) -> list[Action]:
+    def poll(self, now: float) -> list[DeviceAction]:
         """Timers: called at (or after) `next_deadline`, and whenever the rig wakes up."""
         ...
 

@@ -34,14 +34,14 @@ import os
 import tty
 from pathlib import Path
 
+from blockiot.radio.errors import BlockIoTError
+
 DEFAULT_MAX_PENDING = 64 * 1024
 _READ_CHUNK = 65536
 
 
-class PtyError(Exception):
+class PtyError(BlockIoTError):
     """A pty that cannot be made, or used while unplugged or closed."""
-
-    user_facing = True
 
 
 class PtyPair:

@@ -59,20 +59,21 @@ from blockiot.hil.meshtastic_device import MeshtasticDevice
 from blockiot.hil.meshtastic_settings import FlashError, board_preset
 from blockiot.hil.modem_device import virtual_e22
 from blockiot.hil.personality import (
-    Action,
     AirChannel,
+    DeviceAction,
     Persist,
     Personality,
     PersonalityFactory,
     RadioSetup,
     Reboot,
     Shutdown,
+    ToAir,
     ToHost,
-    Transmit,
     Tune,
 )
 from blockiot.hil.pty import PtyPair
 from blockiot.radio.airtime import preset as lora_preset
+from blockiot.radio.errors import BlockIoTError
 from blockiot.radio.errors import ConfigError
 
 PERSONALITIES: MappingProxyType[str, PersonalityFactory] = MappingProxyType(
@@ -87,10 +88,8 @@ DEFAULT_REGION = "EU_868"
 _T = TypeVar("_T")
 
 
-class RigError(Exception):
+class RigError(BlockIoTError):
     """A rig that cannot be built as asked, or whose thread has failed."""
-
-    user_facing = True
 
 
 @dataclass(frozen=True)
@@ -363,11 +362,11 @@ class VirtualRig:
             return MAX_IDLE_S
         return min(max((due - self.now()) * self.time_scale, 0.0), MAX_IDLE_S)
 
-    def _apply(self, i: int, actions: list[Action], now: float) -> None:
+    def _apply(self, i: int, actions: list[DeviceAction], now: float) -> None:
         for action in actions:
             if isinstance(action, ToHost):
                 self._ptys[i].write(action.data)
-            elif isinstance(action, Transmit):
+            elif isinstance(action, ToAir):
                 self._transmit(i, action.packet, now)
             elif isinstance(action, Tune):
                 self._tune(i, action.channel)
@@ -379,7 +378,7 @@ class VirtualRig:
             elif isinstance(action, Shutdown):
                 self._power_off(i)
             else:
-                raise RigError(f"radio {i}: a personality returned {action!r}, not an Action")
+                raise RigError(f"radio {i}: a personality returned {action!r}, not a DeviceAction")
 
     def _transmit(self, i: int, packet: bytes, now: float) -> None:
         channel = self._tuned[i]

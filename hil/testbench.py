@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,11 +142,12 @@ def open_bench(
     """Open `count` RadioPorts of `kind` (and the rig behind them when virtual).
 
     `budget`, if given, is a factory called once per port (each radio has its own budget).
+    `seed` seeds the virtual rig and, with the port's index, each port's link layer.
     """
     if budget is not None and not callable(budget):
         raise ValueError("budget must be a factory, e.g. budget=lambda: DutyCycleBudget('EU868')")
     from blockiot.radio.airtime import preset as lora_preset
-    from blockiot.radio.port import RadioPort
+    from blockiot.radio.port import RadioPort, port_link
 
     rig = None
     if kind.virtual:
@@ -164,18 +166,16 @@ def open_bench(
     ports = []
     try:
         for index, (path, baudrate) in enumerate(paths):
-            driver = make_driver(kind.personality, path, node_id=index + 1, clock=_scaled_clock(scale),
+            driver = make_driver(kind.personality, path, radio_id=index + 1, clock=_scaled_clock(scale),
                                  sleep=_scaled_sleep(scale), poll_s=WALL_POLL_S / scale,
                                  modulation=modulation, baudrate=baudrate)
             drivers.append(driver)
             driver.open()
-            ports.append(RadioPort(
-                driver,
-                budget=budget() if budget is not None else None,
-                clock=_scaled_clock(scale),
-                sleep=_scaled_sleep(scale),
-                node_id=driver.node_id if kind.personality == "modem" else driver.node_num,
-            ))
+            port_budget = budget() if budget is not None else None
+            radio_id = driver.radio_id if kind.personality == "modem" else driver.node_num
+            link = port_link(driver, port_budget, rng=random.Random(f"{seed}:{index}"), radio_id=radio_id)
+            ports.append(RadioPort(driver, link, budget=port_budget, clock=_scaled_clock(scale),
+                                   sleep=_scaled_sleep(scale)))
     except BaseException:
         for driver in drivers:
             driver.close()
@@ -185,18 +185,18 @@ def open_bench(
     return HilBench(kind, ports, rig, drivers, scale)
 
 
-def make_driver(personality: str, path: str, *, node_id: int, clock=time.monotonic, sleep=time.sleep,
+def make_driver(personality: str, path: str, *, radio_id: int, clock=time.monotonic, sleep=time.sleep,
                 poll_s: float = 0.005, modulation=None, baudrate: int | None = None):
     """The host-side driver for a radio of `personality` on serial port `path`.
 
-    `node_id`, `clock`, `sleep`, `poll_s`, `modulation` and `baudrate` apply to the UART
+    `radio_id`, `clock`, `sleep`, `poll_s`, `modulation` and `baudrate` apply to the UART
     modem; a Meshtastic device has its own node number, clock and modulation.
     """
     if personality == "modem":
         from blockiot.radio.drivers.e22 import E22Config, E22Driver
 
         config = E22Config(uart_baudrate=baudrate) if baudrate else None
-        return E22Driver(path, node_id=node_id, config=config, clock=clock, sleep=sleep, poll_s=poll_s,
+        return E22Driver(path, radio_id=radio_id, config=config, clock=clock, sleep=sleep, poll_s=poll_s,
                          modulation=modulation)
     from blockiot.radio.drivers.meshtastic import MeshtasticDriver
 

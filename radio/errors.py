@@ -1,19 +1,27 @@
-"""Typed errors of the radio layer: one base class, one subclass per kind of failure.
+"""Typed errors: the project's root `BlockIoTError`, and the radio layer's own tree below it.
 
-Every class carries `user_facing = True`, so the CLI prints the message without a
-traceback. Untrusted input never escapes as an exception from the link layer
-(`Link.receive` turns it into a `Dropped` event); these errors are for codecs,
-local misuse and drivers.
+`BlockIoTError` is the one root every error BlockIoT raises on purpose derives from
+(chain's `ChainError`, radio's `RadioError`, the errors of `hil`); it lives here because
+radio is the lowest package: chain and hil import radio, radio imports neither.
+It carries `user_facing = True`, so the CLI prints the message without a traceback.
+
+Untrusted input never escapes as an exception from the link layer (`Link.receive`
+turns it into a `Dropped` event); the radio errors are for codecs, local misuse and
+drivers.
 """
 from __future__ import annotations
 
 import math
 
 
-class RadioError(Exception):
-    """Base of every error raised by `blockiot.radio`."""
+class BlockIoTError(Exception):
+    """Root of every error the project raises; the message is meant for the person reading it."""
 
     user_facing = True
+
+
+class RadioError(BlockIoTError):
+    """Base of every error raised by `blockiot.radio`."""
 
 
 class ConfigError(RadioError, ValueError):
@@ -22,7 +30,11 @@ class ConfigError(RadioError, ValueError):
 
 
 class FrameError(RadioError):
-    """A frame (link frame or stream frame) that does not decode."""
+    """Bytes from a radio that do not decode: a link frame, a modem's register reply."""
+
+
+class FrameEncodeError(RadioError):
+    """A frame of our own with a field out of range: our misuse, never a peer's bytes."""
 
 
 class MessageTooLarge(RadioError, ValueError):

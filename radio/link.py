@@ -22,9 +22,11 @@ message was given up). Frames are declared in `linkframe`; read it for the bit l
 - Timeout: once no repair round is left (or with `repair=False`), a reassembly that has
   had no new fragment and sent no request for `reassembly_timeout` seconds is dropped
   with reason "timeout". SINGLE frames are not repairable: they carry no state.
-- Give the link its own radio id (`node_id`) so it answers only requests addressed to
+- Give the link its own radio id (`radio_id`) so it answers only requests addressed to
   it; without one it answers any request for a message id and fragment count it has
   cached, which can waste airtime when two senders' ids collide.
+- Randomness (the first message id, the repair jitter) comes from the `rng` the caller
+  passes: seeded in tests and simulations, `random.Random()` made at the IO edge.
 
 Hostile traffic. Frames are not authenticated (anyone can forge a sender, a fragment or
 a repair request), so nothing a frame asks for is granted beyond these bounds:
@@ -152,7 +154,8 @@ class Link:
         reassembly_timeout: float = 30.0,
         max_pending: int = 32,
         repair: bool = True,
-        rng: random.Random | None = None,
+        rng: random.Random,
+        radio_id: int | None = None,
         node_id: int | None = None,
         repair_delay: float = 5.0,
         repair_interval: float = 5.0,
@@ -208,7 +211,9 @@ class Link:
         self.reassembly_timeout = reassembly_timeout
         self.max_pending = max_pending
         self.repair = repair
-        self.node_id = node_id
+        # `node_id` is radio_id's old name, kept only for hil/sim/fieldsim.py: delete it once
+        # that passes radio_id.
+        self.radio_id = radio_id if radio_id is not None else node_id
         self.repair_delay = repair_delay
         self.repair_interval = repair_interval
         self.max_repair_rounds = max_repair_rounds
@@ -225,7 +230,7 @@ class Link:
         self.request_rate = max_requests_per_interval / repair_interval if request_rate is None else request_rate
         self._tokens = float(max_requests_per_interval)  # repair requests we may send now
         self._tokens_at = -math.inf
-        self._rng = rng if rng is not None else random.Random()
+        self._rng = rng
         self._next_id = self._rng.randrange(MSG_ID_MODULO)
         self._pending: OrderedDict[tuple[int, int], _Reassembly] = OrderedDict()
         self._finished: OrderedDict[tuple[int, int], float] = OrderedDict()
@@ -350,7 +355,7 @@ class Link:
             return []
         events: list[LinkEvent] = []
         sent = self._sent.get(request.msg_id)
-        addressed = self.node_id is None or request.target == self.node_id
+        addressed = self.radio_id is None or request.target == self.radio_id
         if addressed and sent is not None and len(sent.frames) == request.count and self._may_answer(sent, now):
             holdoff = self.repair_interval / 2
             for index in sorted(request.missing):

@@ -29,7 +29,8 @@ start; a receiver keys reassembly and duplicate suppression by (radio sender, ms
                           first); at least one bit set, none at or beyond count
 
 Decoding untrusted bytes returns one of the frozen dataclasses below or raises
-`FrameError`; callers never see a construct exception.
+`FrameError`; encoding a frame with a field out of range raises `FrameEncodeError`;
+callers never see a construct exception (radio/codec.py).
 """
 from __future__ import annotations
 
@@ -41,7 +42,6 @@ from construct import (
     BitStruct,
     Bytes,
     Check,
-    ConstructError,
     Enum,
     Error,
     GreedyBytes,
@@ -55,7 +55,8 @@ from construct import (
     this,
 )
 
-from .errors import FrameError
+from .codec import decoding, encoding
+from .errors import FrameEncodeError, FrameError
 
 MSG_ID_BITS = 14
 MSG_ID_MODULO = 1 << MSG_ID_BITS
@@ -184,18 +185,12 @@ LINK_FRAME = _LinkFrameAdapter(
 
 
 def encode(frame: LinkFrame) -> bytes:
-    """Bytes on air of one link frame; `FrameError` if a field is out of range."""
-    try:
+    """Bytes on air of one link frame; `FrameEncodeError` if a field is out of range."""
+    with encoding(type(frame).__name__, FrameEncodeError):
         return LINK_FRAME.build(frame)
-    except ConstructError as exc:
-        reason = " ".join(str(exc).split())
-        raise FrameError(f"cannot encode {type(frame).__name__}: {reason}") from exc
 
 
 def decode(data: bytes) -> LinkFrame:
     """The link frame in `data`; `FrameError` for anything malformed or unsupported."""
-    try:
+    with decoding("link frame", FrameError):
         return LINK_FRAME.parse(data)
-    except ConstructError as exc:
-        reason = " ".join(str(exc).split())
-        raise FrameError(f"malformed link frame: {reason}") from exc

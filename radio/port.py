@@ -16,7 +16,8 @@ The sans-IO pieces decide; this class only moves bytes and reads the injected cl
   gives up, the error says how many messages are still queued and `pending()` returns
   them; the next call tries to reconnect again.
 
-Clock and sleep are parameters, so tests run it on exact, simulated time.
+Clock, sleep and the link (`port_link`, which takes the link's randomness) are
+parameters, so tests run it on exact, simulated time.
 """
 from __future__ import annotations
 
@@ -49,11 +50,14 @@ class _Outgoing:
 REPAIR_REQUEST_SHARE = 0.1
 
 
-def port_link(driver: Driver, budget: DutyCycleBudget | None, *, max_message: int = 4096,
-              node_id: int | None = None, rng: random.Random | None = None) -> Link:
+def port_link(driver: Driver, budget: DutyCycleBudget | None, *, rng: random.Random,
+              max_message: int = 4096, radio_id: int | None = None, node_id: int | None = None) -> Link:
     """The link layer a port runs: its repair requests paid from `REPAIR_REQUEST_SHARE` of
-    the airtime budget (the link's own default rate only without a duty cycle)."""
-    link = Link(driver.mtu, max_message=max_message, node_id=node_id, rng=rng)
+    the airtime budget (the link's own default rate only without a duty cycle).
+    `node_id` is radio_id's old name, kept only for tools/node.py: delete it once that
+    passes radio_id."""
+    radio_id = radio_id if radio_id is not None else node_id
+    link = Link(driver.mtu, max_message=max_message, radio_id=radio_id, rng=rng)
     rate = None if budget is None else budget.share_rate(REPAIR_REQUEST_SHARE, driver.airtime(repair_request_len(link.max_fragments)))
     if rate is not None:
         link.request_rate = rate  # the longest request's airtime: conservative
@@ -66,15 +70,13 @@ class RadioPort:
     def __init__(
         self,
         driver: Driver,
+        link: Link,
         *,
         budget: DutyCycleBudget | None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         reconnect_backoff: tuple[float, float] = (0.5, 10.0),
         reconnect_timeout: float = 60.0,
-        link: Link | None = None,
-        node_id: int | None = None,
-        max_message: int = 4096,
         poll_interval: float = 0.05,
         dropped_history: int = 64,
     ) -> None:
@@ -83,7 +85,7 @@ class RadioPort:
             raise ValueError(f"reconnect_backoff must be (first, max) with 0 < first <= max, not {reconnect_backoff}")
         self.driver = driver
         self.budget = budget
-        self.link = link if link is not None else port_link(driver, budget, max_message=max_message, node_id=node_id)
+        self.link = link
         self.reconnect_backoff = (first, most)
         self.reconnect_timeout = reconnect_timeout
         self.poll_interval = poll_interval

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 
-from blockiot.chain.compression import default_codec
+from blockiot.chain.compression import shipped_codec
 from blockiot.chain.ledger import Ledger
 from blockiot.chain.state import LedgerState
 from blockiot.tools.bench import add_benchmark, machine, print_figures
@@ -79,7 +79,7 @@ def measure(n_txs: int) -> dict:
     raw_verify = n_txs / (time.perf_counter() - t0)
 
     chain = generate_chain(seed=11, slots=100)
-    sync_frame = default_codec().pack_batch(1, chain)
+    sync_frame = shipped_codec().pack_batch(1, chain)
     assert decode_block(block.raw) == block
     return {
         "reading_tx_bytes": len(reading.raw),

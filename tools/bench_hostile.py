@@ -178,9 +178,9 @@ class _Radio:
         return time_on_air(meshtastic_packet_len(frame_len), LORA)
 
 
-def _link(node_id: int, rng: random.Random) -> Link:
-    """The victim's link layer, built as `RadioPort` builds it for `blockiot node`."""
-    return port_link(_Radio(), budget(), node_id=node_id, rng=rng)
+def _link(radio_id: int, rng: random.Random) -> Link:
+    """The victim's link layer, built as `port_link` builds it for `blockiot node`."""
+    return port_link(_Radio(), budget(), radio_id=radio_id, rng=rng)
 
 
 def _requests(mesh: Mesh, make_request) -> Tally:

@@ -18,6 +18,7 @@ HIL bench builder (hil/testbench.py), the same one the pytest plugin uses.
 from __future__ import annotations
 
 import argparse
+import random
 import time
 
 from blockiot.radio.airtime import meshtastic_packet_len
@@ -69,7 +70,7 @@ def measure(personality: str, size: int, time_scale: float) -> dict:
     bench = open_bench(RadioKind(f"virtual-{personality}", personality, True), 2, time_scale=time_scale)
     try:
         sender, receiver = bench.ports
-        frames = Link(sender.driver.mtu).send(payload, 0.0)
+        frames = Link(sender.driver.mtu, rng=random.Random(0)).send(payload, 0.0)  # only counts frames
         ours = sum(len(frame) + our_overhead(personality) for frame in frames)
         total = sum(len(frame) + our_overhead(personality) + foreign_overhead(personality, len(frame))
                     for frame in frames)

@@ -2,9 +2,10 @@
 
 A subcommand module exposes `register(subparsers)`, which adds its parser and sets
 `func` to a callable taking the parsed args and returning an exit code. User
-mistakes raise `UserError` (or a project error carrying a clear message): `main`
-prints it on stderr and exits 2, never a traceback. Options are checked as they are
-parsed (`blockiot.tools.options`); a usage mistake also exits 2.
+mistakes raise `UserError`, one of the project's errors (`BlockIoTError`), whose
+messages are meant for the user: `main` prints one on stderr and exits 2, never a
+traceback. Options are checked as they are parsed (`blockiot.tools.options`); a usage
+mistake also exits 2.
 
 When the reader of stdout goes away (`blockiot ... | head -1`), `main` stops quietly
 with status 141, what a shell shows for a program ended by SIGPIPE.
@@ -17,6 +18,8 @@ import importlib.metadata
 import os
 import select
 import sys
+
+from blockiot.radio.errors import BlockIoTError
 
 # Modules under blockiot.tools that add subcommands, in the order `--help` lists them.
 SUBCOMMAND_MODULES = [
@@ -40,7 +43,7 @@ SUBCOMMAND_MODULES = [
 EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE
 
 
-class UserError(Exception):
+class UserError(BlockIoTError):
     """A mistake by the person at the keyboard: printed plainly, exit status 2."""
 
 
@@ -82,14 +85,20 @@ def _run(argv: list[str] | None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except UserError as exc:
-        print(f"blockiot {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # project errors carry a user-facing message
-        if getattr(exc, "user_facing", False):
-            print(f"blockiot {args.command}: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except BlockIoTError as exc:  # the project's errors (UserError among them)
+        if not exc.user_facing:
+            raise
+        return _refused(args, exc)
+    except Exception as exc:  # hil/sim/fieldsim.py's SimConfigError, until it derives from BlockIoTError
+        if not getattr(exc, "user_facing", False):
+            raise
+        return _refused(args, exc)
+
+
+def _refused(args, exc: Exception) -> int:
+    """Print a user-facing error plainly, as `blockiot COMMAND: message`; exit status 2."""
+    print(f"blockiot {args.command}: {exc}", file=sys.stderr)
+    return 2
 
 
 def _stdout_closed() -> bool:

@@ -28,7 +28,7 @@ from blockiot.chain.contracts.compiler import CompiledRule, T, TableType
 from blockiot.chain.contracts.disasm import describe_trigger
 from blockiot.chain.contracts.dryrun import DryRun, MemoryHost, Outcome
 from blockiot.chain.contracts.onchain import deploy_tx_bytes
-from blockiot.chain.errors import DecodeError
+from blockiot.chain.errors import EncodeError
 from blockiot.chain.contracts.vocabulary import ACTIONS, SENSORS
 from blockiot.chain.genesis import load_genesis_toml
 from blockiot.chain.wire import MAX_TX_BYTES, SENSOR_UNITS, Sensor
@@ -81,7 +81,7 @@ def run_deploy(args) -> int:
     rule = _compile(args.file)
     try:
         deploy_tx_bytes(rule.bytecode)
-    except DecodeError:
+    except EncodeError:
         raise UserError(f"{args.file} is too large to deploy: a transaction holds at most {MAX_TX_BYTES} bytes") from None
     print(NodeClient(args.data_dir).submit({"kind": "deploy", "code": rule.bytecode.hex()}))
     return 0
@@ -91,7 +91,7 @@ def run_compile(args) -> int:
     rule = _compile(args.file)
     try:
         deploy = f"deploy transaction {deploy_tx_bytes(rule.bytecode)} bytes"
-    except DecodeError:
+    except EncodeError:
         deploy = f"too large to deploy: a transaction holds at most {MAX_TX_BYTES} bytes"
     print(f"{args.file}: {len(rule.bytecode)} bytes of bytecode, {deploy}")
     print(disassemble(rule.program, rule.names, rule.line_at))

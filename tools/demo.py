@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from blockiot.chain.compression import default_codec
+from blockiot.chain.compression import shipped_codec
 from blockiot.chain.ledger import Ledger
 from blockiot.chain.store import DB_NAME, ChainStore
 from blockiot.chain.verify import verify_store
@@ -91,7 +91,7 @@ def _run(args, data_dir: Path) -> int:
                 f"compact {len(compact)} B, state root {applied.state_root.hex()[:12]}…")
     build_s = time.perf_counter() - t0
     tail = [raw for _h, _i, raw in store.raw_blocks(max(1, ledger.height - 99))]
-    batch = default_codec().pack_batch(max(1, ledger.height - 99), tail)
+    batch = shipped_codec().pack_batch(max(1, ledger.height - 99), tail)
     report = verify_store(store)
     store.close()
     hours = args.slots * genesis.params.slot_seconds / 3600

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 from construct import (
     Byte,
-    ConstructError,
     Enum,
     GreedyBytes,
     If,
@@ -41,6 +40,8 @@ from construct import (
 
 from blockiot.chain.contracts.arith import INT_MAX, INT_MIN
 from blockiot.chain.contracts.errors import BytecodeError
+from blockiot.chain.errors import EncodeError
+from blockiot.radio.codec import decoding, encoding
 
 PROGRAM_VERSION = 1
 
@@ -258,17 +259,15 @@ def encode_instruction(op: Op, args: tuple[int, ...] = ()) -> bytes:
     """Bytes of one instruction; a jump's operand is its distance from the instruction's end."""
     spec = OPERANDS.get(op, "")
     if len(args) != len(spec):
-        raise BytecodeError(f"{op.name} takes {len(spec)} operand(s), got {len(args)}")
+        raise EncodeError(f"{op.name} takes {len(spec)} operand(s), got {len(args)}")
     if op in SHORT_FORMS and 0 <= args[0] < SHORT_RANGE:
         return bytes([SHORT_FORMS[op] + args[0]])
-    try:
+    with encoding(f"{op.name} {args}", EncodeError):
         return Instruction.build({"op": int(op), "args": {f"a{i}": a for i, a in enumerate(args)}})
-    except ConstructError as exc:
-        raise BytecodeError(f"cannot encode {op.name} {args}: {exc}") from None
 
 
 def encode_program(program: Program) -> bytes:
-    try:
+    with encoding("program", EncodeError):
         return ProgramFormat.build(
             {
                 "version": PROGRAM_VERSION,
@@ -282,8 +281,6 @@ def encode_program(program: Program) -> bytes:
                 "code": program.code,
             }
         )
-    except (ConstructError, UnicodeError) as exc:
-        raise BytecodeError(f"cannot encode program: {exc}") from None
 
 
 def _check_int(value: int, what: str) -> None:
@@ -306,10 +303,8 @@ def decode_instructions(code: bytes) -> tuple[Instr, ...]:
             continue
         if code[start] not in Op._value2member_map_:
             raise BytecodeError(f"unknown opcode 0x{code[start]:02x} at offset {start}")
-        try:
+        with decoding(f"instruction at offset {start}", BytecodeError):
             parsed = Instruction.parse_stream(stream)
-        except ConstructError:
-            raise BytecodeError(f"truncated instruction at offset {start}") from None
         op = Op(parsed.op)
         args = tuple(parsed.args[f"a{n}"] for n in range(len(OPERANDS.get(op, ""))))
         end = stream.tell()
@@ -333,10 +328,8 @@ def decode_program(raw: bytes) -> Program:
         raise BytecodeError(
             f"unsupported bytecode version {raw[0] if raw else 'none'} (expected {PROGRAM_VERSION})"
         )
-    try:
+    with decoding("bytecode", BytecodeError):
         c = ProgramFormat.parse(raw)
-    except (ConstructError, UnicodeError) as exc:
-        raise BytecodeError(f"malformed bytecode: {exc}") from None
     for name, table in (("groups", c.groups), ("state", c.state), ("functions", c.functions),
                         ("handlers", c.handlers)):
         if len(table) > MAX_TABLE_ENTRIES:

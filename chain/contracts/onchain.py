@@ -25,15 +25,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from construct import ConstructError, PrefixedArray, Struct, VarInt, ZigZag
+from construct import PrefixedArray, Struct, VarInt, ZigZag
 
 from blockiot.chain.contracts.engine import Effects, SlotTick, TxEvent, apply_writes, execute, initial_state
 from blockiot.chain.contracts.errors import BytecodeError
 from blockiot.chain.contracts.vm import Executable, StateKey, load
 from blockiot.chain import governance
-from blockiot.chain.errors import DecodeError, InvalidTx
+from blockiot.chain.errors import DecodeError, EncodeError, InvalidTx
 from blockiot.chain.crypto import SIGNATURE_LEN
 from blockiot.chain.wire import Command, ContractDeploy, Reading, Tx, TxKind, encode_unsigned
+from blockiot.radio.codec import decoding, encoding
 
 if TYPE_CHECKING:
     from blockiot.chain.state import LedgerState
@@ -47,14 +48,13 @@ _STATE = PrefixedArray(VarInt, Struct("slot" / VarInt, "key" / ZigZag, "value" /
 
 
 def encode_contract_state(state) -> bytes:
-    return _STATE.build([{"slot": s, "key": k, "value": v} for (s, k), v in sorted(state.items())])
+    with encoding("contract state", EncodeError):
+        return _STATE.build([{"slot": s, "key": k, "value": v} for (s, k), v in sorted(state.items())])
 
 
 def decode_contract_state(raw: bytes) -> dict[StateKey, int]:
-    try:
+    with decoding("contract state", DecodeError):
         state = {(e.slot, e.key): e.value for e in _STATE.parse(raw)}
-    except ConstructError as exc:
-        raise DecodeError(f"malformed contract state: {exc}") from None
     if 0 in state.values() or encode_contract_state(state) != bytes(raw):
         raise DecodeError("contract state is not in canonical encoding")
     return state
@@ -99,7 +99,7 @@ def apply_deploy(ledger: LedgerState, tx: Tx, slot: int) -> None:
 
 
 def deploy_tx_bytes(code: bytes, sender: int = 0, nonce: int = 1) -> int:
-    """Size on air of the signed transaction deploying `code`; DecodeError if over MAX_TX_BYTES."""
+    """Size on air of the signed transaction deploying `code`; EncodeError if over MAX_TX_BYTES."""
     return len(encode_unsigned(TxKind.CONTRACT_DEPLOY, sender, nonce, ContractDeploy(code))) + SIGNATURE_LEN
 
 

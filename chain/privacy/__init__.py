@@ -11,12 +11,14 @@ Pure: no clock, no IO, no randomness reached for. Key types redact secrets in `r
 - `rotation`: `rotate_group_key` / `open_rotation` and the rotation encoding
 - `keychain`: `Keychain`, a node's device key and keyrings, `open` for any envelope
 - `errors`: `PrivacyError`, `DecryptError` (`TamperedCiphertext`, `WrongEpoch`,
-  `NotRecipient`), `PrivacyDecodeError`
+  `NotRecipient`), `PrivacyDecodeError`, `PrivacyEncodeError`
 - `onchain`: what every node checks without keys (SEALED, KEY_ROTATION), groups, key
   epochs and the rotator; `holder`: a key holder's sealing, rotating and opening. Both
   import `chain.wire`, which imports this package: import them by their module path.
 """
-from .errors import DecryptError, NotRecipient, PrivacyDecodeError, PrivacyError, TamperedCiphertext, WrongEpoch
+from .errors import (
+    DecryptError, NotRecipient, PrivacyDecodeError, PrivacyEncodeError, PrivacyError, TamperedCiphertext, WrongEpoch,
+)
 from .keychain import Keychain
 from .keys import MAC_LEN, DeviceKey, GroupKey, Purpose, TxOrigin, derive_nonce, x25519_public_key
 from .rotation import KeyRotation, WrappedKey, decode_rotation, encode_rotation, open_rotation, rotate_group_key
@@ -32,8 +34,8 @@ from .sealing import (
 
 __all__ = [
     "DecryptError", "DeviceKey", "Envelope", "GroupKey", "GroupKeyring", "KeyRotation", "Keychain", "MAC_LEN",
-    "NotRecipient", "PrivacyDecodeError", "PrivacyError", "Purpose", "Scope", "TamperedCiphertext", "TxOrigin",
-    "WrappedKey", "WrongEpoch", "decode_envelope", "decode_rotation", "derive_nonce", "encode_envelope",
-    "encode_rotation", "open_from_device", "open_rotation", "rotate_group_key", "seal_to_device",
-    "x25519_public_key",
+    "NotRecipient", "PrivacyDecodeError", "PrivacyEncodeError", "PrivacyError", "Purpose", "Scope",
+    "TamperedCiphertext", "TxOrigin", "WrappedKey", "WrongEpoch", "decode_envelope", "decode_rotation",
+    "derive_nonce", "encode_envelope", "encode_rotation", "open_from_device", "open_rotation", "rotate_group_key",
+    "seal_to_device", "x25519_public_key",
 ]

@@ -1,14 +1,13 @@
-"""Errors of the privacy layer, inside the chain error tree, and its one codec boundary.
+"""Errors of the privacy layer, inside the chain error tree.
 
 A sealed payload that a node cannot open raises a `DecryptError` subclass naming why;
-malformed sealed bytes raise `PrivacyDecodeError` (also a chain `DecodeError`); callers
-never see a construct or nacl exception.
+malformed sealed bytes raise `PrivacyDecodeError` (also a chain `DecodeError`), a rotation
+or envelope of our own that cannot be encoded `PrivacyEncodeError` (also a chain
+`EncodeError`); callers never see a construct or nacl exception.
 """
 from __future__ import annotations
 
-from construct import ConstructError
-
-from ..errors import ChainError, DecodeError
+from ..errors import ChainError, DecodeError, EncodeError
 
 
 class PrivacyError(ChainError):
@@ -18,6 +17,10 @@ class PrivacyError(ChainError):
 
 class PrivacyDecodeError(PrivacyError, DecodeError):
     """Sealed bytes or a key rotation that are not a well-formed encoding."""
+
+
+class PrivacyEncodeError(PrivacyError, EncodeError):
+    """A sealed payload's addressing or a key rotation of our own with a field out of range."""
 
 
 class DecryptError(PrivacyError):
@@ -45,23 +48,3 @@ class NotRecipient(DecryptError):
 
     reason = "not-recipient"
 
-
-_CODEC_ERRORS = (ConstructError, ValueError, OverflowError, TypeError)
-
-
-def parse(what: str, struct, raw: bytes):
-    try:
-        return struct.parse(bytes(raw))
-    except _CODEC_ERRORS as exc:
-        raise PrivacyDecodeError(f"malformed {what}: {_reason(exc)}") from None
-
-
-def build(what: str, struct, value) -> bytes:
-    try:
-        return struct.build(value)
-    except _CODEC_ERRORS as exc:
-        raise PrivacyError(f"cannot encode {what}: {_reason(exc)}") from None
-
-
-def _reason(exc: Exception) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

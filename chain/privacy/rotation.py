@@ -27,7 +27,9 @@ from dataclasses import dataclass
 
 from construct import Bytes, Int8ub, PrefixedArray, Struct, Terminated, VarInt
 
-from .errors import NotRecipient, PrivacyDecodeError, PrivacyError, TamperedCiphertext, build, parse
+from blockiot.radio.codec import decoding, encoding
+
+from .errors import NotRecipient, PrivacyDecodeError, PrivacyEncodeError, PrivacyError, TamperedCiphertext
 from .keys import COMMITMENT_LEN, KEY_LEN, MAX_INDEX, DeviceKey, GroupKey, Purpose, TxOrigin
 
 ROTATION_VERSION = 0
@@ -99,17 +101,19 @@ def open_rotation(
 
 
 def encode_rotation(rotation: KeyRotation) -> bytes:
-    _check(rotation, PrivacyError)
+    _check(rotation, PrivacyEncodeError)
     value = dict(
         version=ROTATION_VERSION, group=rotation.group, epoch=rotation.epoch, commitment=rotation.commitment,
         wraps=[dict(member=w.member, wrapped=w.wrapped) for w in rotation.wraps],
     )
-    return build("key rotation", _ROTATION, value)
+    with encoding("key rotation", PrivacyEncodeError):
+        return _ROTATION.build(value)
 
 
 def decode_rotation(raw: bytes) -> KeyRotation:
     """A fully checked rotation, or `PrivacyDecodeError`."""
-    c = parse("key rotation", _ROTATION, raw)
+    with decoding("key rotation", PrivacyDecodeError):
+        c = _ROTATION.parse(bytes(raw))
     if c.version != ROTATION_VERSION:
         raise PrivacyDecodeError(f"unsupported key rotation version {c.version}")
     wraps = tuple(WrappedKey(w.member, w.wrapped) for w in c.wraps)

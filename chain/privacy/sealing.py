@@ -21,7 +21,9 @@ from construct import GreedyBytes, If, Int8ub, Struct, VarInt, this
 from nacl.exceptions import CryptoError
 from nacl.secret import SecretBox
 
-from .errors import NotRecipient, PrivacyDecodeError, PrivacyError, TamperedCiphertext, WrongEpoch, build, parse
+from blockiot.radio.codec import decoding, encoding
+
+from .errors import NotRecipient, PrivacyDecodeError, PrivacyEncodeError, PrivacyError, TamperedCiphertext, WrongEpoch
 from .keys import MAC_LEN, MAX_INDEX, DeviceKey, GroupKey, Purpose, TxOrigin, derive_nonce
 
 EPOCH_TAGS = 256  # the epoch travels mod 256, so a keyring holds at most 256 epochs
@@ -50,14 +52,16 @@ _ENVELOPE = Struct(
 
 def encode_envelope(envelope: Envelope) -> bytes:
     if not 0 <= envelope.target <= MAX_INDEX:
-        raise PrivacyError(f"sealed payload target {envelope.target} out of range")
+        raise PrivacyEncodeError(f"sealed payload target {envelope.target} out of range")
     to = 2 * envelope.target + envelope.scope
-    return build("sealed payload", _ENVELOPE, dict(to=to, epoch=envelope.epoch_tag, box=envelope.box))
+    with encoding("sealed payload", PrivacyEncodeError):
+        return _ENVELOPE.build(dict(to=to, epoch=envelope.epoch_tag, box=envelope.box))
 
 
 def decode_envelope(raw: bytes) -> Envelope:
     """The addressing of sealed bytes, readable without a key; `PrivacyDecodeError` if malformed."""
-    c = parse("sealed payload", _ENVELOPE, raw)
+    with decoding("sealed payload", PrivacyDecodeError):
+        c = _ENVELOPE.parse(bytes(raw))
     if c.to > 2 * MAX_INDEX + 1:
         raise PrivacyDecodeError(f"sealed payload target {c.to // 2} out of range")
     if len(c.box) < MAC_LEN:

@@ -44,9 +44,11 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import NamedTuple, Protocol
 
-from construct import BitsInteger, BitStruct, Flag, ConstructError, GreedyBytes, Int8ul, Int32ul, Struct
+from construct import BitsInteger, BitStruct, Flag, GreedyBytes, Int8ul, Int32ul, Struct
 
 from blockiot.radio.airtime import MAX_LORA_PAYLOAD, MESHTASTIC_HEADER_LEN, LoRaParams
+from blockiot.radio.codec import decoding
+from blockiot.radio.errors import BlockIoTError
 
 BROADCAST = 0xFFFFFFFF
 MAX_PAYLOAD = MAX_LORA_PAYLOAD - MESHTASTIC_HEADER_LEN
@@ -78,10 +80,8 @@ _PACKET = Struct(
 )
 
 
-class FloodingError(Exception):
+class FloodingError(BlockIoTError):
     """Base of the flooding errors."""
-
-    user_facing = True
 
 
 class MeshPacketError(FloodingError):
@@ -154,10 +154,8 @@ class MeshPacket:
     @classmethod
     def from_bytes(cls, data: bytes) -> MeshPacket:
         """Parse an on-air packet; raises MeshPacketError on anything malformed."""
-        try:
+        with decoding("mesh packet", MeshPacketError):
             parsed = _PACKET.parse(data)
-        except ConstructError as exc:
-            raise MeshPacketError(f"malformed mesh packet: {exc}") from exc
         flags = parsed.flags
         return cls(
             parsed.origin,
@@ -295,7 +293,7 @@ class FloodRouter:
 
     def __init__(
         self,
-        node_id: int,
+        radio_id: int,
         *,
         params: LoRaParams,
         rng: random.Random,
@@ -304,13 +302,13 @@ class FloodRouter:
         seen_capacity: int = DEFAULT_SEEN_CAPACITY,
         relays: RelayQueue | None = None,
     ) -> None:
-        if not 0 < node_id < BROADCAST:
-            raise FloodingError(f"node_id must be in 1..{BROADCAST - 1:#x}, got {node_id}")
+        if not 0 < radio_id < BROADCAST:
+            raise FloodingError(f"radio_id must be in 1..{BROADCAST - 1:#x}, got {radio_id}")
         if not 0 <= hop_limit <= HOP_MAX:
             raise FloodingError(f"hop_limit must be within 0..{HOP_MAX}, got {hop_limit}")
         if seen_capacity < 1:
             raise FloodingError(f"seen_capacity must be >= 1, got {seen_capacity}")
-        self.node_id = node_id
+        self.radio_id = radio_id
         self.hop_limit = hop_limit
         self.role = role
         self.slot = slot_time(params)
@@ -321,8 +319,8 @@ class FloodRouter:
 
     @property
     def relay_id(self) -> int:
-        """The last byte of this node's number: what `relay_node` says of copies it sends."""
-        return self.node_id & 0xFF
+        """The last byte of this node's radio id: what `relay_node` says of copies it sends."""
+        return self.radio_id & 0xFF
 
     def originate(self, packet_id: int, payload: bytes, **header: object) -> MeshPacket:
         """A new packet of ours, hop_start = hop_limit; its echoes will be ignored.
@@ -331,7 +329,7 @@ class FloodRouter:
         """
         fields = {"hop_limit": self.hop_limit, **header}
         fields["hop_start"] = fields["hop_limit"]
-        packet = MeshPacket(self.node_id, packet_id, payload=payload, relay_node=self.relay_id, **fields)
+        packet = MeshPacket(self.radio_id, packet_id, payload=payload, relay_node=self.relay_id, **fields)
         self.sent(packet)
         return packet
 
@@ -351,12 +349,12 @@ class FloodRouter:
         highest = self._seen.get(key)
         if highest is None:
             self._remember(key, packet.hop_limit)
-            if packet.origin == self.node_id:  # our own packet from before a restart: never relay it
+            if packet.origin == self.radio_id:  # our own packet from before a restart: never relay it
                 return RxVerdict(False, None)
             self._delivered += 1
             return RxVerdict(True, self._schedule(packet, snr, now))
         self._duplicates += 1
-        if packet.origin == self.node_id:
+        if packet.origin == self.radio_id:
             return RxVerdict(False, None)
         if packet.hop_limit > highest:
             self._seen[key] = packet.hop_limit
@@ -387,7 +385,7 @@ class FloodRouter:
         if (
             packet.hop_limit == 0
             or packet.packet_id == 0
-            or packet.to == self.node_id
+            or packet.to == self.radio_id
             or self.role is Role.CLIENT_MUTE
         ):
             return None
@@ -415,7 +413,7 @@ class FloodRouter:
                 return None
             channel_busy = False
         packet = self.relays.pop_due(now, channel_busy=channel_busy)
-        if packet is not None and packet.origin != self.node_id:
+        if packet is not None and packet.origin != self.radio_id:
             self._relayed += 1
         return packet
 

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Protocol
 
 from blockiot.radio.airtime import MAX_LORA_PAYLOAD, LoRaParams, time_on_air
+from blockiot.radio.errors import BlockIoTError
 
 # Thermal noise density at 290 K, dBm/Hz.
 THERMAL_NOISE_DBM_HZ = -174.0
@@ -64,10 +65,8 @@ PREAMBLE_LOCK_SYMBOLS = 5
 MIN_DISTANCE_M = 1.0
 
 
-class MediumError(Exception):
+class MediumError(BlockIoTError):
     """A call the medium cannot honour (bad argument, unknown radio, time going backwards)."""
-
-    user_facing = True
 
 
 class UnknownRadioError(MediumError):

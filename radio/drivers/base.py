@@ -18,7 +18,7 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class Received:
-    """One frame heard: its bytes, the sender's node number, and, where the radio tells,
+    """One frame heard: its bytes, the sender's radio id, and, where the radio tells,
     the signal (dBm, dB) and how many relays it crossed (0: heard directly)."""
 
     frame: bytes

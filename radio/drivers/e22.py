@@ -34,8 +34,8 @@ estimate along the same BW 500 ladder and are flagged `measured=False`.
 
 Our transport on the modem: transparent mode is binary-safe but the receiver sees
 a byte stream cut at sub-packet boundaries, so each link frame travels as one
-`StreamFramer` frame (radio/streamframe.py) whose payload is a 2-byte source id
-followed by the link frame, sized to fit one sub-packet, and written one frame per
+`StreamFramer` frame (radio/streamframe.py) whose payload is the sender's 2-byte radio
+id followed by the link frame, sized to fit one sub-packet, and written one frame per
 air packet (the driver waits for the module to finish sending before the next).
 """
 from __future__ import annotations
@@ -51,7 +51,10 @@ import serial
 
 from blockiot.radio.airtime import LoRaParams, time_on_air
 from blockiot.radio.drivers.base import Received
-from blockiot.radio.errors import FrameError, MessageTooLarge, RadioError, RadioUnavailable
+from blockiot.radio.codec import decoding, encoding
+from blockiot.radio.errors import (
+    ConfigError, FrameEncodeError, FrameError, MessageTooLarge, RadioError, RadioUnavailable,
+)
 from blockiot.radio.streamframe import StreamFramer
 
 
@@ -158,7 +161,7 @@ class E22Config:
         )
         for ok, message in checks:
             if not ok:
-                raise RadioError(f"E22 register value out of range: {message}")
+                raise ConfigError(f"E22 register value out of range: {message}")
 
     @property
     def frequency_hz(self) -> int:
@@ -287,28 +290,29 @@ FRAME_MAGIC = b"\xb1\x07"
 
 
 def encode_registers(config: E22Config) -> bytes:
-    return REGISTERS.build(config)
+    with encoding("E22 registers", FrameEncodeError):
+        return REGISTERS.build(config)
 
 
 def decode_registers(data: bytes) -> E22Config:
     """Decode the 9 register bytes 00H..08H; FrameError if short or out of range."""
     if len(data) != E22.REGISTER_COUNT:
         raise FrameError(f"E22 register file is {E22.REGISTER_COUNT} bytes, got {len(data)}")
-    try:
+    with decoding(f"E22 register bytes {data.hex()}", FrameError):
         return REGISTERS.parse(data)
-    except (cs.ConstructError, RadioError) as exc:
-        raise FrameError(f"bad E22 register bytes {data.hex()}: {exc}") from exc
 
 
 def build_write(config: E22Config, *, persistent: bool = True) -> bytes:
     """C0 (saved) or C2 (temporary) writing all of 00H..08H."""
     head = E22.CMD_SET if persistent else E22.CMD_SET_TEMP
     registers = encode_registers(config)
-    return COMMAND.build(dict(head=head, start=0, length=len(registers), registers=registers))
+    with encoding("E22 write command", FrameEncodeError):
+        return COMMAND.build(dict(head=head, start=0, length=len(registers), registers=registers))
 
 
 def build_read(start: int = 0, length: int = E22.REGISTER_COUNT) -> bytes:
-    return COMMAND.build(dict(head=E22.CMD_READ, start=start, length=length, registers=None))
+    with encoding("E22 read command", FrameEncodeError):
+        return COMMAND.build(dict(head=E22.CMD_READ, start=start, length=length, registers=None))
 
 
 def reply_length(command: bytes) -> int:
@@ -320,10 +324,8 @@ def parse_reply(data: bytes) -> tuple[int, bytes]:
     """(start, registers) from a C1 reply; RadioError for FF FF FF, FrameError otherwise."""
     if data.startswith(E22.WRONG_FORMAT):
         raise RadioError("E22 answered FF FF FF (wrong command format): is it in configuration mode?")
-    try:
+    with decoding(f"E22 register reply {data.hex() or '(nothing)'}", FrameError):
         reply = REPLY.parse(data)
-    except cs.ConstructError as exc:
-        raise FrameError(f"not an E22 register reply: {data.hex() or 'nothing'}") from exc
     return reply.start, reply.registers
 
 
@@ -337,7 +339,7 @@ def new_framer(sub_packet: int) -> StreamFramer:
 
 
 def transport_overhead() -> int:
-    """Bytes our framing adds around each link frame on the modem (stream header + source id)."""
+    """Bytes our framing adds around each link frame on the modem (stream header + radio id)."""
     return len(new_framer(E22.SUB_PACKET_SIZES[0]).frame(b"")) + TRANSPORT_HEADER_LEN
 
 
@@ -377,7 +379,8 @@ class E22Driver:
         self,
         port: str,
         *,
-        node_id: int,
+        radio_id: int | None = None,
+        node_id: int | None = None,
         config: E22Config | None = None,
         mode_pins: str | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -387,12 +390,13 @@ class E22Driver:
         poll_s: float = 0.005,
         modulation: LoRaParams | None = None,
     ) -> None:
-        if not 0 <= node_id <= 0xFFFF:
-            raise RadioError(f"E22 node_id must be 0..65535, got {node_id}")
+        radio_id = radio_id if radio_id is not None else node_id  # see `node_id` below
+        if radio_id is None or not 0 <= radio_id <= 0xFFFF:
+            raise RadioError(f"E22 radio_id must be 0..65535, got {radio_id}")
         if mode_pins not in (None, "rts-dtr", "software"):
             raise RadioError(f"mode_pins must be None, 'rts-dtr' or 'software', got {mode_pins!r}")
         self.port = port
-        self.node_id = node_id
+        self.radio_id = radio_id
         self.config = config or E22Config()
         self.mode_pins = mode_pins
         self.pins_work = False
@@ -407,6 +411,12 @@ class E22Driver:
         self._received: deque[Received] = deque()
         self._held: bytes | None = None      # frame waiting for its RSSI byte
         self._ready_at = 0.0                 # when the module has sent our last packet
+
+    @property
+    def node_id(self) -> int:
+        """`radio_id`'s old name (also as a keyword above), kept only for tools/node.py;
+        delete both once it passes and reads radio_id."""
+        return self.radio_id
 
     # -- RadioDriver ----------------------------------------------------------------
     @property
@@ -449,7 +459,7 @@ class E22Driver:
         changes nothing)."""
         if len(frame) > self.mtu:
             raise MessageTooLarge(f"link frame of {len(frame)} B exceeds the E22 MTU of {self.mtu} B")
-        data = self._framer.frame(TRANSPORT_HEADER.build(dict(source=self.node_id)) + frame)
+        data = self._framer.frame(TRANSPORT_HEADER.build(dict(source=self.radio_id)) + frame)
         wait = self._ready_at - self._clock()
         if wait > 0:
             self._sleep(wait)

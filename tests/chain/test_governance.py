@@ -13,7 +13,7 @@ from blockiot.chain import governance as gov
 from blockiot.chain.consensus import finality
 from blockiot.chain.contracts import compile_rule
 from blockiot.chain.crypto import Identity
-from blockiot.chain.errors import DecodeError, InvalidBlock, InvalidTx
+from blockiot.chain.errors import DecodeError, EncodeError, InvalidBlock, InvalidTx
 from blockiot.chain.evidence import encode_evidence, make_evidence, proof_of
 from blockiot.chain.genesis import Genesis, Member, Params
 from blockiot.chain.ledger import AppliedBlock, Ledger
@@ -601,10 +601,10 @@ def test_join_requests_round_trip(name, groups, hardware):
     ],
 )
 def test_out_of_range_governance_bodies_are_not_encoded(body):
-    with pytest.raises(DecodeError):
+    with pytest.raises(EncodeError):
         sign_tx(_SIGNER, b"\x00" * 32, 1, 1, body)
 
 
 def test_a_join_request_has_no_sender_and_no_nonce():
-    with pytest.raises(DecodeError, match="no sender"):
+    with pytest.raises(EncodeError, match="no sender"):
         sign_tx(_SIGNER, b"\x00" * 32, 3, 1, JoinRequest(_SIGNER.public_key, "x"))

@@ -13,7 +13,7 @@ from nacl.public import Box, PrivateKey, PublicKey
 from nacl.secret import SecretBox
 
 from blockiot.chain.crypto import SIGNATURE_LEN, Identity
-from blockiot.chain.errors import ChainError, DecodeError
+from blockiot.chain.errors import ChainError, DecodeError, EncodeError
 from blockiot.chain.privacy import (
     MAC_LEN,
     DecryptError,
@@ -25,6 +25,7 @@ from blockiot.chain.privacy import (
     KeyRotation,
     NotRecipient,
     PrivacyDecodeError,
+    PrivacyEncodeError,
     PrivacyError,
     Purpose,
     Scope,
@@ -287,11 +288,11 @@ def test_decoders_of_random_bytes_give_an_object_or_a_decode_error(raw):
         assert decode(encode_(decoded)) == decoded
 
 
-def test_encode_misuse_is_a_privacy_error_not_a_decode_error(devices, ids):
-    with pytest.raises(PrivacyError, match="distinct") as caught:
+def test_encode_misuse_is_a_privacy_encode_error_not_a_decode_error(devices, ids):
+    with pytest.raises(PrivacyEncodeError, match="distinct") as caught:
         encode_rotation(KeyRotation(0, 1, bytes(32), (WrappedKey(1, bytes(32)), WrappedKey(1, bytes(32)))))
     assert not isinstance(caught.value, DecodeError)
-    with pytest.raises(PrivacyError, match="cannot encode key rotation"):
+    with pytest.raises(PrivacyEncodeError, match="cannot encode key rotation"):
         encode_rotation(KeyRotation(0, 1, bytes(31), (WrappedKey(1, bytes(32)),)))
     with pytest.raises(PrivacyError, match="1..256 members, not 0"):
         rotate_group_key(devices[0], ORIGIN, 0, 1, SECRET, {})
@@ -305,6 +306,7 @@ def test_error_tree():
     for error in (TamperedCiphertext, WrongEpoch, NotRecipient):
         assert issubclass(error, DecryptError) and issubclass(error, PrivacyError)
     assert issubclass(PrivacyError, ChainError) and issubclass(PrivacyDecodeError, DecodeError)
+    assert issubclass(PrivacyEncodeError, PrivacyError) and issubclass(PrivacyEncodeError, EncodeError)
 
 
 # --- nonces ------------------------------------------------------------------------------

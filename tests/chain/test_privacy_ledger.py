@@ -21,7 +21,7 @@ from blockiot.chain import governance as gov
 from blockiot.chain.contracts import compile_rule
 from blockiot.chain.crypto import Identity
 from blockiot.chain.consensus.finalized import MemoryChain
-from blockiot.chain.errors import DecodeError, InvalidBlock
+from blockiot.chain.errors import DecodeError, EncodeError, InvalidBlock
 from blockiot.chain.ledger import AppliedBlock, Ledger
 from blockiot.chain.privacy import (
     MAC_LEN,
@@ -490,7 +490,7 @@ def test_an_encrypted_soil_reading_on_chain_is_93_bytes_on_air():
 def test_sealable_bodies_round_trip_and_others_are_refused():
     for body in (SOIL, Command(3, 1, (600, -5)), Data(bytes(MAX_DATA_BYTES))):
         assert decode_sealable(encode_sealable(body)) == body
-    with pytest.raises(DecodeError, match="cannot be sealed"):
+    with pytest.raises(EncodeError, match="cannot be sealed"):
         encode_sealable(Sealed(b""))
     for raw, reason in ((b"", "kind None"), (b"\x09", "kind 9"), (b"\x01\x01", "malformed sealed body"),
                         (b"\x01\x01\xbe\x04\x00", "malformed sealed body"), (b"\x01\x63\x00", "unknown sensor")):
@@ -525,7 +525,7 @@ def test_the_largest_sealed_payload_fits_its_kinds_bound():
 )
 def test_malformed_private_bodies_are_neither_encoded_nor_decoded(body, reason):
     signer = Identity.from_seed(b"\x01" * 32)
-    with pytest.raises(DecodeError, match=reason):
+    with pytest.raises(EncodeError, match=reason):
         sign_tx(signer, bytes(32), 1, 1, body)
     kind, inner = (TxKind.SEALED, body.sealed) if isinstance(body, Sealed) else (TxKind.KEY_ROTATION, body.rotation)
     forged = bytes([kind, 1, 1]) + VarInt.build(len(inner)) + inner + bytes(64)  # head, body, signature

@@ -31,7 +31,7 @@ from blockiot.hil.meshtastic_device import (
     reported_snr,
 )
 from blockiot.hil.meshtastic_settings import DEVICE_STATE_FILE, NODES_FILE, channel_hash
-from blockiot.hil.personality import AirChannel, Persist, RadioSetup, Reboot, Shutdown, ToHost, Transmit, Tune
+from blockiot.hil.personality import AirChannel, Persist, RadioSetup, Reboot, Shutdown, ToAir, ToHost, Tune
 from blockiot.hil.rig import VirtualRig
 from blockiot.radio.airtime import (
     canonical_preset_name,
@@ -68,7 +68,7 @@ def from_radio(actions) -> list[mesh_pb2.FromRadio]:
 
 
 def transmitted(actions) -> list[MeshPacket]:
-    return [MeshPacket.from_bytes(action.packet) for action in actions if isinstance(action, Transmit)]
+    return [MeshPacket.from_bytes(action.packet) for action in actions if isinstance(action, ToAir)]
 
 
 def variants(messages) -> list[str]:
@@ -122,7 +122,7 @@ def on_air(payload: bytes = b"abc", **fields) -> bytes:
     sender = connected(0)
     sender.from_host(to_radio(packet=packet(payload=payload, id=0x1234, **fields)), 0.0)
     actions, _ = run_until_transmit(sender)
-    return next(a.packet for a in actions if isinstance(a, Transmit))
+    return next(a.packet for a in actions if isinstance(a, ToAir))
 
 
 # -- the serial API, sans-IO ------------------------------------------------------------
@@ -225,7 +225,7 @@ def test_host_packet_is_queued_then_sent_like_firmware():
     assert air.to == BROADCAST and not air.want_ack and air.channel == 8  # LongFast's channel hash
     data = mesh_pb2.Data.FromString(air.payload)
     assert data.portnum == PORT.PRIVATE_APP and data.payload == b"abc" and data.HasField("bitfield")
-    raw = next(a.packet for a in actions if isinstance(a, Transmit))
+    raw = next(a.packet for a in actions if isinstance(a, ToAir))
     assert len(raw) == meshtastic_packet_len(3)  # same bytes on air as real firmware
     assert from_radio(actions) == []  # no ACK just for being on air
 
@@ -385,7 +385,7 @@ class Air:
     def apply(self, i: int, actions) -> None:
         self.host[i] += from_radio(actions)
         for action in actions:
-            if isinstance(action, Transmit):
+            if isinstance(action, ToAir):
                 self.medium.transmit(i, action.packet, self.now)
                 self.on_air.append((i, MeshPacket.from_bytes(action.packet)))
 

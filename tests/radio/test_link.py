@@ -73,8 +73,8 @@ class Medium:
 
 
 def pair(**kwargs) -> tuple[Link, Link]:
-    a = Link(MTU, node_id=1, rng=random.Random(1), **kwargs)
-    b = Link(MTU, node_id=2, rng=random.Random(2), **kwargs)
+    a = Link(MTU, radio_id=1, rng=random.Random(1), **kwargs)
+    b = Link(MTU, radio_id=2, rng=random.Random(2), **kwargs)
     return a, b
 
 
@@ -84,7 +84,7 @@ def message(size: int, seed: int = 0) -> bytes:
 
 @pytest.mark.parametrize("size", [0, 1, MTU - 2, MTU - 1, MTU, 2048, 4096])
 def test_message_crosses_intact_and_once(size):
-    medium = Medium({1: Link(MTU, node_id=1), 2: Link(MTU, node_id=2)})
+    medium = Medium({1: Link(MTU, radio_id=1, rng=random.Random(1)), 2: Link(MTU, radio_id=2, rng=random.Random(2))})
     payload = message(size)
     frames = medium.send(1, payload)
     assert all(len(frame) <= MTU for frame in frames)
@@ -101,7 +101,7 @@ def test_single_frame_costs_two_header_bytes():
 
 def test_fragmented_message_overhead_meets_efficiency_target():
     a, _ = pair()
-    for mtu_link, size in ((a, 2048), (Link(231), 2048), (Link(200), 2048)):
+    for mtu_link, size in ((a, 2048), (Link(231, rng=random.Random(0)), 2048), (Link(200, rng=random.Random(0)), 2048)):
         frames = mtu_link.send(message(size), 0.0)
         assert size / sum(map(len, frames)) >= 0.95
     frames = a.send(message(2048), 0.0)
@@ -203,7 +203,7 @@ def test_sender_answers_only_requests_addressed_to_it():
 
 def test_receiver_that_hears_another_request_waits_for_its_answer():
     a, b = pair()
-    c = Link(MTU, node_id=3, rng=random.Random(3))
+    c = Link(MTU, radio_id=3, rng=random.Random(3))
     frames = a.send(message(1500), 0.0)
     for link in (b, c):
         for frame in frames[1:]:
@@ -221,7 +221,7 @@ def test_receiver_that_hears_another_request_waits_for_its_answer():
 
 @pytest.mark.parametrize("seed", range(20))
 def test_twenty_percent_loss_is_repaired_until_delivered(seed):
-    links = {1: Link(MTU, node_id=1, rng=random.Random(seed)), 2: Link(MTU, node_id=2, rng=random.Random(-seed))}
+    links = {1: Link(MTU, radio_id=1, rng=random.Random(seed)), 2: Link(MTU, radio_id=2, rng=random.Random(-seed))}
     medium = Medium(links, loss=0.2, seed=seed)
     payloads = [message(4096, seed), message(1200, seed + 1)]
     for payload in payloads:
@@ -296,7 +296,7 @@ def test_oversize_and_malformed_frames_are_dropped_not_raised():
 )
 def test_unusable_configuration_is_refused(kwargs):
     with pytest.raises(ValueError):
-        Link(**kwargs)
+        Link(**kwargs, rng=random.Random(0))
 
 
 @settings(max_examples=200, deadline=None)
@@ -319,7 +319,7 @@ def test_unusable_configuration_is_refused(kwargs):
     )
 )
 def test_garbage_never_raises_and_memory_stays_bounded(inputs):
-    link = Link(MTU, node_id=1, max_pending=4, rng=random.Random(0))
+    link = Link(MTU, radio_id=1, max_pending=4, rng=random.Random(0))
     now = 0.0
     for frame, sender, step in inputs:
         now += step
@@ -364,7 +364,7 @@ def test_repair_answers_only_named_fragments_and_only_for_recent_messages():
 
 def test_fake_fragments_cost_at_most_one_small_request_each():
     # Before: each fake fragment started a reassembly that asked up to 8 times.
-    b = Link(MTU, node_id=2, rng=random.Random(5))
+    b = Link(MTU, radio_id=2, rng=random.Random(5))
     rng = random.Random(6)
     fragment_bytes = request_bytes = requests = 0
     for step in range(300):
@@ -406,7 +406,7 @@ def test_repair_requests_share_a_token_bucket():
 
 @pytest.mark.parametrize("seed", range(10))
 def test_twenty_percent_loss_is_repaired_for_three_receivers(seed):
-    links = {node: Link(MTU, node_id=node, rng=random.Random(seed * 10 + node)) for node in (1, 2, 3, 4)}
+    links = {node: Link(MTU, radio_id=node, rng=random.Random(seed * 10 + node)) for node in (1, 2, 3, 4)}
     medium = Medium(links, loss=0.2, seed=seed)
     payload = message(4096, seed)
     frames = medium.send(1, payload)
@@ -446,7 +446,7 @@ def test_twenty_percent_loss_is_repaired_for_three_receivers(seed):
 )
 def test_hostile_frames_never_earn_more_than_the_bounds(inputs):
     """Requests sent <= fragment bytes received; answers <= repair_share x own messages."""
-    link = Link(MTU, node_id=1, rng=random.Random(0))
+    link = Link(MTU, radio_id=1, rng=random.Random(0))
     own = sum(len(f) for i in range(4) for f in link.send(message(4096, i), 0.0))
     received = requested = answered = 0
     now = 0.0

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from blockiot.radio.errors import FrameError
+from blockiot.radio.errors import FrameEncodeError, FrameError
 from blockiot.radio.linkframe import (
     MAX_FRAGMENTS,
     MSG_ID_MODULO,
@@ -100,5 +100,6 @@ def test_malformed_frames_raise_frame_error(hex_bytes):
     ],
 )
 def test_out_of_range_fields_cannot_be_encoded(frame):
-    with pytest.raises(FrameError, match="cannot encode"):
+    with pytest.raises(FrameEncodeError, match="cannot encode") as caught:
         encode(frame)
+    assert not isinstance(caught.value, FrameError)  # our own misuse, not a peer's bytes

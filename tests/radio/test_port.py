@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 
 import pytest
 
 from blockiot.radio.dutycycle import DutyCycleBudget
 from blockiot.radio.errors import BudgetExceeded, RadioUnavailable
-from blockiot.radio.port import RadioPort
+from blockiot.radio.port import RadioPort, port_link
 
 AIRTIME_PER_BYTE = 0.01  # seconds: a 64 B frame is 0.64 s on air
 
@@ -49,21 +50,21 @@ class FakeAir:
         self.sent: list[tuple[float, int, bytes]] = []
 
     def transmit(self, sender: FakeDriver, frame: bytes) -> None:
-        self.sent.append((self.clock(), sender.node_id, frame))
-        if self.drop(sender.node_id, frame, len(self.sent)):
+        self.sent.append((self.clock(), sender.radio_id, frame))
+        if self.drop(sender.radio_id, frame, len(self.sent)):
             return
         for driver in self.drivers:
             if driver is not sender:
-                driver.inbox.append(Heard(frame, sender.node_id))
+                driver.inbox.append(Heard(frame, sender.radio_id))
 
 
 class FakeDriver:
     name = "fake"
     mtu = 64
 
-    def __init__(self, air: FakeAir, node_id: int) -> None:
+    def __init__(self, air: FakeAir, radio_id: int) -> None:
         self.air = air
-        self.node_id = node_id
+        self.radio_id = radio_id
         self.inbox: list[Heard] = []
         self.plugged = True
         self.is_open = False
@@ -110,10 +111,11 @@ def air(clock: FakeClock) -> FakeAir:
     return FakeAir(clock)
 
 
-def make_port(air: FakeAir, node_id: int, budget=None, **kwargs) -> RadioPort:
-    driver = FakeDriver(air, node_id)
+def make_port(air: FakeAir, radio_id: int, budget=None, **kwargs) -> RadioPort:
+    driver = FakeDriver(air, radio_id)
     driver.open()
-    return RadioPort(driver, budget=budget, clock=air.clock, sleep=air.clock.sleep, node_id=node_id, **kwargs)
+    link = port_link(driver, budget, rng=random.Random(radio_id), radio_id=radio_id)
+    return RadioPort(driver, link, budget=budget, clock=air.clock, sleep=air.clock.sleep, **kwargs)
 
 
 def exchange(sender: RadioPort, receiver: RadioPort, rounds: int = 200, step: float = 1.0):
@@ -231,4 +233,5 @@ def test_giving_up_keeps_the_queue_and_says_so(air):
 
 def test_bad_backoff_is_refused(air):
     with pytest.raises(ValueError):
-        RadioPort(FakeDriver(air, 1), budget=None, reconnect_backoff=(2.0, 1.0))
+        driver = FakeDriver(air, 1)
+        RadioPort(driver, port_link(driver, None, rng=random.Random(1)), budget=None, reconnect_backoff=(2.0, 1.0))

@@ -1,5 +1,5 @@
-"""`blockiot` itself: --version, usage mistakes as exit status 2, and a closed stdout
-(`blockiot ... | head -1`) ending the command quietly."""
+"""`blockiot` itself: --version, usage mistakes and the project's errors as exit status 2,
+and a closed stdout (`blockiot ... | head -1`) ending the command quietly."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from blockiot.tools.cli import EXIT_BROKEN_PIPE, main
+from blockiot.chain.errors import KeyFileError
+from blockiot.hil.rig import RigError
+from blockiot.radio.errors import FrameError
+from blockiot.tools import airtime
+from blockiot.tools.cli import EXIT_BROKEN_PIPE, UserError, main
 
 REPO = Path(__file__).resolve().parents[2]
 RULE = REPO / "examples" / "contracts" / "irrigation.rule"
@@ -35,6 +39,28 @@ def test_version_of_the_installed_command():
 def test_a_usage_mistake_is_returned_as_status_2(capsys):
     assert main(["no-such-command"]) == 2
     assert "invalid choice: 'no-such-command'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "error",
+    [UserError("a mistake"), KeyFileError("a mistake"), FrameError("a mistake"), RigError("a mistake")],
+    ids=lambda e: type(e).__name__,
+)
+def test_every_project_error_is_one_line_on_stderr_and_status_2(monkeypatch, capsys, error):
+    """tools, chain, radio and hil errors share one root, BlockIoTError, which the CLI catches."""
+    def fail(args):
+        raise error
+    monkeypatch.setattr(airtime, "run", fail)
+    assert main(["airtime", "--bytes", "80"]) == 2
+    assert capsys.readouterr().err == "blockiot airtime: a mistake\n"
+
+
+def test_an_error_that_is_not_the_projects_is_not_hidden(monkeypatch):
+    def fail(args):
+        raise ZeroDivisionError("a bug")
+    monkeypatch.setattr(airtime, "run", fail)
+    with pytest.raises(ZeroDivisionError):
+        main(["airtime", "--bytes", "80"])
 
 
 def run_with_stdout_closed(args: list[str]) -> subprocess.CompletedProcess:

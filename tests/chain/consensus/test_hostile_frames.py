@@ -294,9 +294,9 @@ def link_world():
     """A link that sent a 4 KiB message and a consensus message or two, and valid frames:
     its fragments, the frames of every seed payload from another sender, repair requests."""
     _, _, seeds, _, _ = world()
-    link = Link(MTU, node_id=5, rng=random.Random(5))
+    link = Link(MTU, radio_id=5, rng=random.Random(5))
     own = link.send(random.Random(1).randbytes(4096), 0.0) + link.send(seeds[0], 0.0)
-    other = Link(MTU, node_id=9, rng=random.Random(9))
+    other = Link(MTU, radio_id=9, rng=random.Random(9))
     frames = [frame for payload in seeds for frame in other.send(payload, 0.0)]
     msg_id = decode(own[0]).msg_id
     frames += [
@@ -367,7 +367,7 @@ def test_hostile_frames_through_link_and_core_never_raise_nor_change_state(data)
     inputs = data.draw(link_inputs())
     cluster, net, *_ = world()
     core = copy.deepcopy(net.cores[MEMBER])
-    link = Link(MTU, node_id=core.radio_id, rng=random.Random(0))
+    link = Link(MTU, radio_id=core.radio_id, rng=random.Random(0))
     before = snapshot(core)
     start = cluster.slot_time(LEADER_SLOT) - 0.5
     now = 0.0
@@ -390,7 +390,7 @@ def test_delivered_payloads_of_any_kind_through_the_link_reach_the_core_unchange
     core = copy.deepcopy(net.cores[MEMBER])
     before = snapshot(core)
     now = cluster.slot_time(LEADER_SLOT) - 0.5
-    sender, receiver = Link(MTU, rng=random.Random(1)), Link(MTU, node_id=core.radio_id, rng=random.Random(2))
+    sender, receiver = Link(MTU, rng=random.Random(1)), Link(MTU, radio_id=core.radio_id, rng=random.Random(2))
     payload = inputs.draw(
         st.one_of(
             hostile_payloads(seeds, refs, tips, core.radio_id),
@@ -461,7 +461,7 @@ def test_an_honest_request_for_every_tx_of_a_full_block_gets_answers_the_link_ca
     (full,) = [n for n in core.head.ancestors() if n.applied and len(n.applied.block.txs) == cluster.params.max_block_txs]
     request = encode_message(GetTxs(core.radio_id, full.ref, tuple(range(cluster.params.max_block_txs))))
     out = core.receive(request, net.now, origin=9, hops=0)
-    link = Link(MTU, node_id=core.radio_id, rng=random.Random(0))
+    link = Link(MTU, radio_id=core.radio_id, rng=random.Random(0))
     assert out.sends
     for send in out.sends:
         link.send(send.payload, net.now)

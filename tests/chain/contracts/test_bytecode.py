@@ -72,7 +72,7 @@ def test_short_forms_are_one_byte_and_long_forms_of_small_operands_are_not_canon
     "raw_code, fragment",
     [
         (bytes([0x7F]), "unknown opcode 0x7f"),
-        (bytes([Op.PUSH]), "truncated instruction"),
+        (bytes([Op.PUSH]), "malformed instruction at offset 0"),
         (bytes([Op.JMP, 0x01, Op.RET]), "lands inside an instruction"),   # jumps to offset 2 ... of 3
         (code((Op.SLOAD, 5), (Op.RET,)), "out of range"),
         (code((Op.CALL, 9), (Op.RET,)), "out of range"),

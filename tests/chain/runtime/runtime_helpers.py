@@ -55,7 +55,7 @@ def make_runtime(genesis, identity, *, now: float = T0, scripted: bool = True, b
     core = make_core(genesis, identity, now=now, **(core_kwargs or {}))
     if scripted:
         core = ScriptedCore(core)
-    link = Link(LINK_MTU, rng=random.Random(3), node_id=core.radio_id)
+    link = Link(LINK_MTU, rng=random.Random(3), radio_id=core.radio_id)
     queue = TransmitQueue(airtime, budget, max_frames=max_frames, on_drop=on_drop)
     return NodeRuntime(core, link, queue, **kwargs)
 

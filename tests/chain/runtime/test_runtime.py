@@ -179,7 +179,7 @@ def test_send_message_queues_every_link_frame_with_its_hop_limit_priority_and_ki
     frames = drain(rt, T0)
     assert len(frames) == 4
     assert {(f.hop_limit, f.priority, f.kind) for f in frames} == {(0, PRIORITY_SYNC, "BLOCKS")}
-    link = Link(LINK_MTU)
+    link = Link(LINK_MTU, rng=random.Random(0))
     delivered = [e for f in frames for e in link.receive(f.data, 5, T0)]
     assert [e.payload for e in delivered] == [bytes(3 * LINK_MTU)]
 
@@ -426,7 +426,7 @@ def test_rejections_are_kept_newest_and_bounded(genesis, identities):
 
 def test_a_link_repair_request_goes_to_neighbours_only_as_an_answer(genesis, identities):
     rt = make_runtime(genesis, identities[PROBE])
-    sender = Link(LINK_MTU, rng=random.Random(5), node_id=0x33)
+    sender = Link(LINK_MTU, rng=random.Random(5), radio_id=0x33)
     frames = sender.send(bytes(500), T0)  # three fragments
     assert len(frames) == 3
     rt.receive(frames[0], 0x33, T0, hops=0)
@@ -553,6 +553,6 @@ def test_blockiot_node_gives_its_link_its_own_radio_id(genesis, identities, tmp_
         node = _node(genesis, identities[VALVE], driver, 0x2002, store, DutyCycleBudget("EU868"),
                      NodeLog(genesis, stream=io.StringIO()), LogActuator(),
                      SimpleNamespace(requests=None), threading.Event(), DataDir(tmp_path / "data"))
-        assert node.runtime.link.node_id == 0x2002
+        assert node.runtime.link.radio_id == 0x2002
     finally:
         store.close()

@@ -25,8 +25,8 @@ LONG_FAST = preset("LongFast")
 SLOT = slot_time(LONG_FAST)
 
 
-def router(node_id: int = 7, **kwargs) -> FloodRouter:
-    return FloodRouter(node_id, params=LONG_FAST, rng=random.Random(node_id), **kwargs)
+def router(radio_id: int = 7, **kwargs) -> FloodRouter:
+    return FloodRouter(radio_id, params=LONG_FAST, rng=random.Random(radio_id), **kwargs)
 
 
 # -- packet codec ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from blockiot.hil.sim.medium import Delivery
 from blockiot.hil.modem_device import VirtualE22
-from blockiot.hil.personality import ToHost, Transmit
+from blockiot.hil.personality import ToAir, ToHost
 from blockiot.radio.airtime import preset, time_on_air
 from blockiot.radio.drivers.e22 import (
     COMMAND,
@@ -92,9 +92,9 @@ def test_mtu_and_airtime_count_our_framing():
     config = E22Config()
     params = config.lora_params()
     assert modem_airtime(100, params) == time_on_air(E22.MODULE_HEADER_LEN + 6 + 100, params)
-    assert E22Driver("/dev/x", node_id=1).airtime(100) == modem_airtime(100, params)
+    assert E22Driver("/dev/x", radio_id=1).airtime(100) == modem_airtime(100, params)
     longfast = preset("LongFast")
-    assert E22Driver("/dev/x", node_id=1, modulation=longfast).airtime(100) == modem_airtime(100, longfast)
+    assert E22Driver("/dev/x", radio_id=1, modulation=longfast).airtime(100) == modem_airtime(100, longfast)
 
 
 # -- the driver against virtual modules on an in-memory wire ---------------------------
@@ -111,7 +111,7 @@ class Clock:
 
 
 class Wire:
-    """Virtual modules joined directly: every Transmit reaches every other module."""
+    """Virtual modules joined directly: every ToAir reaches every other module."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
@@ -121,7 +121,7 @@ class Wire:
         for action in actions:
             if isinstance(action, ToHost):
                 source.rx += action.data
-            elif isinstance(action, Transmit):
+            elif isinstance(action, ToAir):
                 for end in self.ends:
                     if end is not source:
                         delivery = Delivery(0, 0, action.packet, -70.0, 8.0, self.clock())
@@ -216,11 +216,11 @@ def wire(clock: Clock) -> Wire:
     return Wire(clock)
 
 
-def make(wire: Wire, node_id: int, config: E22Config | None = None, *, mode_pins=None, lines=True,
+def make(wire: Wire, radio_id: int, config: E22Config | None = None, *, mode_pins=None, lines=True,
          device: VirtualE22 | None = None) -> tuple[E22Driver, FakeSerial]:
     device = device or VirtualE22(config)
     end = FakeSerial(wire, device, lines=lines)
-    driver = E22Driver("/dev/fake", node_id=node_id, config=config, mode_pins=mode_pins,
+    driver = E22Driver("/dev/fake", radio_id=radio_id, config=config, mode_pins=mode_pins,
                        clock=wire.clock, sleep=wire.clock.sleep, serial_factory=end)
     driver.open()
     return driver, end
@@ -338,22 +338,22 @@ def test_open_failure_is_radio_unavailable():
     def refuse(port, **kwargs):
         raise serial.SerialException(f"could not open port {port}")
 
-    driver = E22Driver("/dev/ttyUSB9", node_id=1, serial_factory=refuse)
+    driver = E22Driver("/dev/ttyUSB9", radio_id=1, serial_factory=refuse)
     with pytest.raises(RadioUnavailable, match="/dev/ttyUSB9"):
         driver.open()
 
 
 def test_bad_arguments():
     with pytest.raises(RadioError):
-        E22Driver("/dev/x", node_id=70000)
+        E22Driver("/dev/x", radio_id=70000)
     with pytest.raises(RadioError):
-        E22Driver("/dev/x", node_id=1, mode_pins="gpio")
+        E22Driver("/dev/x", radio_id=1, mode_pins="gpio")
 
 
 def test_rts_dtr_on_a_real_pty_is_a_tolerated_no_op():
     master, slave = pty.openpty()
     try:
-        driver = E22Driver(os.ttyname(slave), node_id=1, mode_pins="rts-dtr")
+        driver = E22Driver(os.ttyname(slave), radio_id=1, mode_pins="rts-dtr")
         driver.open()
         assert driver.pins_work is False
         driver.close()
@@ -369,7 +369,7 @@ def to_host(actions: list) -> bytes:
 
 
 def transmitted(actions: list) -> list[bytes]:
-    return [action.packet for action in actions if isinstance(action, Transmit)]
+    return [action.packet for action in actions if isinstance(action, ToAir)]
 
 
 def test_virtual_config_mode_commands():
@@ -439,7 +439,7 @@ def test_configure_a_rig_module_over_its_pty():
     from blockiot.hil.rig import VirtualRig
 
     with VirtualRig(1, personality="modem", time_scale=0.01) as rig:
-        driver = E22Driver(rig.ports[0], node_id=1, config=E22Config(software_mode_switch=True),
+        driver = E22Driver(rig.ports[0], radio_id=1, config=E22Config(software_mode_switch=True),
                            mode_pins="software")
         driver.open()
         try:

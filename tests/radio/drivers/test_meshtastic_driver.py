@@ -16,7 +16,7 @@ from pubsub import pub
 from blockiot.hil.sim.flooding import MeshPacket
 from blockiot.hil.sim.medium import Delivery, LinkGraph
 from blockiot.hil.meshtastic_device import TX_QUEUE_LEN, MeshtasticDevice, node_id, node_num
-from blockiot.hil.personality import RadioSetup, ToHost, Transmit
+from blockiot.hil.personality import RadioSetup, ToAir, ToHost
 from blockiot.hil.pty import PtyPair
 from blockiot.hil.rig import VirtualRig
 from blockiot.radio.airtime import meshtastic_max_payload, meshtastic_time_on_air, preset
@@ -341,7 +341,7 @@ class HeldBoard:
         for action in actions:
             if isinstance(action, ToHost):
                 self.pty.write(action.data)
-            elif isinstance(action, Transmit):
+            elif isinstance(action, ToAir):
                 self.on_air.append(MeshPacket.from_bytes(action.packet))
 
     def __enter__(self) -> HeldBoard:
