@@ -13,6 +13,7 @@ BENCHMARKS = [
     "blockiot.tools.bench_safety",
     "blockiot.tools.bench_hostile",
     "blockiot.tools.bench_store",
+    "blockiot.tools.bench_mutation",
 ]
 
 

@@ -30,6 +30,7 @@ from runtime_helpers import (
 )
 
 from blockiot.chain.commands import DueCommand
+from blockiot.chain.crypto import Identity
 from blockiot.chain.consensus.events import (
     PRIORITY_BLOCK,
     PRIORITY_SYNC,
@@ -50,6 +51,7 @@ from blockiot.chain.runtime.runtime import (
     NONCE_RESTART_GAP,
     PEERS_KEPT,
     REJECTIONS_KEPT,
+    STARTED_KEPT,
     Execute,
     FinalBlock,
     NodeRuntime,
@@ -57,7 +59,7 @@ from blockiot.chain.runtime.runtime import (
 )
 from blockiot.chain.state import LedgerState
 from blockiot.chain.store import ChainStore
-from blockiot.chain.wire import Action, Command, EquivocationProof, Reading, Sensor, TxKind, decode_tx
+from blockiot.chain.wire import MAX_BLOCK_TXS, Action, Command, EquivocationProof, Reading, Sensor, TxKind, decode_tx
 from blockiot.radio.dutycycle import DutyCycleBudget
 from blockiot.radio.link import Dropped, Link
 from blockiot.radio.linkframe import RepairRequest, decode
@@ -148,6 +150,18 @@ def test_after_a_restart_nonces_skip_past_those_in_flight(genesis, identities, c
     assert decode_tx(after.sign(body)).nonce == final + NONCE_RESTART_GAP + 1
 
 
+def test_a_stale_last_nonce_never_makes_the_device_sign_a_final_nonce_again(genesis, identities, chain, store):
+    """A reservation lost or behind the chain (last_nonce 2 while nonce 66 is final) is
+    overruled by the chain: the next tx goes above every final nonce."""
+    first = restarted(genesis, identities[VALVE], store, T0)
+    body = Reading(Sensor.MOISTURE, 1)
+    store.append(chain.block(*(first.sign(body) for _ in range(2))))
+    ledger, finalized = restore(genesis, store)
+    after = make_runtime(genesis, identities[VALVE], now=T0 + 60, store=store, last_nonce=2,
+                         core_kwargs={"ledger": ledger, "finalized": finalized, "lock": store.lock()})
+    assert decode_tx(after.sign(body)).nonce == NONCE_RESTART_GAP + 3
+
+
 def test_nonces_increase_across_a_restart_before_any_is_final(genesis, identities, store, tmp_path):
     with DataDir(tmp_path / "node") as data_dir:
         before = restarted(genesis, identities[VALVE], store, T0, data_dir)
@@ -163,6 +177,15 @@ def test_nonces_are_reserved_on_disk_before_they_are_signed(genesis, identities,
         signed = [decode_tx(rt.sign(Reading(Sensor.MOISTURE, i))).nonce for i in range(NONCE_RESTART_GAP + 1)]
         assert max(signed) == NONCE_RESTART_GAP + 1
         assert data_dir.reserved_nonce() >= max(signed)
+
+
+def test_every_nonce_is_reserved_before_it_is_signed(genesis, identities):
+    reserved: list[int] = []
+    rt = make_runtime(genesis, identities[VALVE], last_nonce=0, reserve_nonces=reserved.append)
+    for _ in range(2 * NONCE_RESTART_GAP + 1):
+        nonce = decode_tx(rt.sign(Reading(Sensor.MOISTURE, 1))).nonce
+        assert reserved and nonce <= reserved[-1]
+    assert reserved == [NONCE_RESTART_GAP, 2 * NONCE_RESTART_GAP, 3 * NONCE_RESTART_GAP]
 
 
 def test_a_node_without_a_member_identity_signs_nothing_and_executes_nothing(genesis):
@@ -197,6 +220,31 @@ def test_a_final_command_to_the_device_is_exactly_one_execute_action(genesis, id
     final(rt, chain.block(signers.sign(PROBE, Reading(Sensor.MOISTURE, 250)).raw), T0 + 30)
     final(rt, chain.block(), T0 + 60)
     assert rt.take_actions() == []
+
+
+def test_a_block_told_final_twice_runs_its_command_once(genesis, identities, signers, chain):
+    rt = make_runtime(genesis, identities[VALVE], actuate=True)
+    block = chain.block(signers.sign(VAL_A, OPEN_600).raw)
+    final(rt, block, T0)
+    final(rt, block, T0 + 1)
+    assert len(rt.take_actions()) == 1
+
+
+def test_the_commands_remembered_as_started_are_the_newest(genesis, identities, signers, chain):
+    """At most STARTED_KEPT commands are remembered against running one twice; the oldest goes first."""
+    rt = make_runtime(genesis, identities[VALVE], actuate=True)
+    orders = [signers.sign(VAL_A, Command(VALVE, Action.OPEN, (n,))).raw for n in range(STARTED_KEPT + 1)]
+    rest = orders[2:]
+    blocks = [chain.block(orders[0]), chain.block(orders[1])]
+    blocks += [chain.block(*rest[i:i + MAX_BLOCK_TXS]) for i in range(0, len(rest), MAX_BLOCK_TXS)]
+    for n, block in enumerate(blocks):
+        final(rt, block, T0 + n)
+    assert len(rt.take_actions()) == STARTED_KEPT + 1
+    final(rt, blocks[-1], T0 + 10)  # the newest: remembered
+    final(rt, blocks[1], T0 + 11)  # the second oldest: remembered
+    assert rt.take_actions() == []
+    final(rt, blocks[0], T0 + 12)  # the oldest was forgotten: it runs again
+    assert [action.command.args for action in rt.take_actions()] == [(0,)]
 
 
 def test_a_command_to_another_device_is_not_executed(genesis, identities, signers, chain):

@@ -3,6 +3,8 @@ priority against the airtime budget, stale answers dropped, frames that can neve
 dropped, a bounded queue, and `ready_at` saying when to ask again."""
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from blockiot.chain.consensus.events import PRIORITY_BLOCK, PRIORITY_EVIDENCE, PRIORITY_SYNC, PRIORITY_TX
@@ -169,3 +171,34 @@ def test_queued_by_kind_counts_what_waits():
 def test_max_frames_must_be_positive():
     with pytest.raises(ValueError, match="max_frames"):
         TransmitQueue(per_byte(0.001), None, max_frames=0)
+
+
+def test_a_queue_of_one_frame_keeps_the_most_urgent():
+    queue = TransmitQueue(per_byte(0.001), None, max_frames=1)
+    for f in (frame("tx1", PRIORITY_TX), frame("block1", PRIORITY_BLOCK), frame("tx2", PRIORITY_TX)):
+        queue.push(f)
+    assert names(pop_all(queue, 0.0)) == ["block1"]
+    assert queue.dropped == {"tx": 2}
+
+
+def test_by_default_a_queue_holds_64_frames():
+    queue = TransmitQueue(per_byte(0.001), None)
+    for i in range(64):
+        queue.push(frame(f"tx{i}", PRIORITY_TX))
+    assert not queue.dropped
+    queue.push(frame("tx64", PRIORITY_TX))
+    assert queue.dropped == {"tx": 1} and len(queue) == 64
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_full_queue_under_mixed_traffic_lets_out_the_most_urgent_it_kept_first(seed):
+    rng = random.Random(seed)
+    queue = TransmitQueue(per_byte(0.001), None, max_frames=16)
+    kept: list[tuple[int, int]] = []  # (priority, arrival) of what the queue should still hold
+    for n in range(200):
+        priority = rng.choice((PRIORITY_BLOCK, PRIORITY_EVIDENCE, PRIORITY_SYNC, PRIORITY_TX))
+        queue.push(frame(f"f{n}", priority))
+        kept.append((priority, n))
+        if len(kept) > 16:
+            kept.remove(max(kept))  # the least urgent kind's newest frame makes room
+    assert names(pop_all(queue, 0.0)) == [f"f{n}" for _, n in sorted(kept)]
